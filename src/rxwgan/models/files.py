@@ -1,0 +1,126 @@
+"""Self-describing model files: safetensors weights plus the metadata needed to rebuild.
+
+A file names its architecture, role and hyper-parameters, so ``load_model`` needs nothing
+else. Files are never unpickled (no ``torch.load``): opening an untrusted model is safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+import rxwgan
+from rxwgan.atomic import atomic_path
+from rxwgan.errors import RxwganError
+from rxwgan.models import registry
+from rxwgan.models.keras_import import is_keras_h5, load_keras_model
+
+FORMAT = "rxwgan"
+FORMAT_VERSION = "1"
+_KERAS_SUFFIXES = (".h5", ".hdf5")
+_FALLBACK_SUFFIXES = ("", ".safetensors", ".h5")
+
+
+def save_model(module: nn.Module, path: str | os.PathLike) -> None:
+    """Write weights, BatchNorm running stats and identity metadata atomically to ``path``."""
+    module = getattr(module, "_orig_mod", module)  # a torch.compile wrapper saves its model
+    try:
+        metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "role": module.role,
+                    "arch": module.arch, "hparams": json.dumps(module.hparams, sort_keys=True),
+                    "rxwgan_version": rxwgan.__version__}
+    except AttributeError:
+        raise ValueError("save_model needs a module built by rxwgan.models "
+                         "(it carries arch, role and hparams)") from None
+    tensors = {key: value.detach().cpu().contiguous()
+               for key, value in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def load_model(path: str | os.PathLike, role: str | None = None,
+               map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a saved (or old-tool Keras) network from its file alone, in eval mode.
+
+    ``path`` may omit its suffix (``generator_epoch_100``), as the old tool's users typed it.
+    With ``role`` given, a file holding the other network is refused.
+    """
+    if role is not None and role not in registry.ROLES:
+        raise ValueError(f"role must be one of {registry.ROLES} or None, got {role!r}")
+    resolved = _resolve(Path(path))
+    if resolved.suffix.lower() in _KERAS_SUFFIXES or is_keras_h5(resolved):
+        module = load_keras_model(resolved)
+        _check_role(resolved, module.role, role)
+        return module.to(map_location)
+    return _load_safetensors(resolved, role, torch.device(map_location))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in chunks so large checkpoints stay out of memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _resolve(path: Path) -> Path:
+    candidates = [Path(f"{path}{suffix}") for suffix in _FALLBACK_SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates[1:])
+    raise RxwganError(f"model file not found: {path} (also tried {tried})")
+
+
+def _load_safetensors(path: Path, role: str | None, device: torch.device) -> nn.Module:
+    try:
+        with safe_open(path, framework="pt", device=str(device)) as handle:
+            arch, found_role, hparams = _identity(path, handle.metadata() or {})
+            _check_role(path, found_role, role)
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise RxwganError(f"{path} is not a readable safetensors model file ({err})") from None
+    try:
+        with torch.device("meta"):  # skip random init: every tensor comes from the file
+            module = registry.build(arch, found_role, **hparams)
+    except RxwganError as err:
+        raise RxwganError(f"{path}: {err}") from None
+    # Fresh allocations, not the file's buffers: those can be misaligned, which sends BLAS
+    # down another path and breaks bit-exact reproduction of the saved model's outputs.
+    module.to_empty(device=device)
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as err:
+        detail = str(err).splitlines()[-1].strip()
+        raise RxwganError(f"{path}: weights do not fit the {arch} {found_role} "
+                          f"({detail})") from None
+    return module.eval()
+
+
+def _identity(path: Path, metadata: dict[str, str]) -> tuple[str, str, dict[str, Any]]:
+    """(arch, role, hparams) from our metadata; RxwganError for foreign safetensors files."""
+    if metadata.get("format") != FORMAT:
+        raise RxwganError(f"{path} is a safetensors file without rxwgan model metadata")
+    role = metadata.get("role")
+    if role not in registry.ROLES:
+        raise RxwganError(f"{path}: metadata role {role!r} is not generator or critic")
+    try:
+        hparams = json.loads(metadata.get("hparams", "{}"))
+    except ValueError:
+        hparams = None
+    if not isinstance(hparams, dict):
+        raise RxwganError(f"{path}: metadata hparams is not a JSON object")
+    return metadata.get("arch", ""), role, hparams
+
+
+def _check_role(path: Path, found: str, expected: str | None) -> None:
+    if expected is not None and found != expected:
+        raise RxwganError(f"{path} holds a {found}, expected a {expected}")
