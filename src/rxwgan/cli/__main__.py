@@ -1,0 +1,5 @@
+import sys
+
+from rxwgan.cli import main
+
+sys.exit(main())

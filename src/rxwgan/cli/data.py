@@ -1,0 +1,162 @@
+"""Verbs of the data layer: ``table check|build|split``, ``cache``, ``demo-data``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from rxwgan.cli.common import (EXIT_USAGE, OneLineParser, add_split_flags, add_table_flags,
+                               refuse_existing, split_spec)
+from rxwgan.errors import RxwganError
+
+
+def cmd_table_check(args: argparse.Namespace) -> int:
+    from rxwgan.images import read_header
+    from rxwgan.table import read_rows, validate
+
+    table = read_rows(Path(args.table), args.path_column, args.target_column)
+    problems = validate(table, target=args.target)
+    print(f"{table.source}: {len(table)} rows")
+    if args.target_column in table.frame.columns:
+        counts = table.frame[args.target_column].value_counts().sort_index()
+        print("rows per class: " + ", ".join(f"target {k}: {v}" for k, v in counts.items()))
+    if args.path_column in table.frame.columns:
+        shapes: Counter[str] = Counter()
+        unreadable = []
+        for position, path in enumerate(table.paths):
+            if not path.is_file():
+                continue
+            try:
+                header = read_header(path)
+            except RxwganError as exc:
+                unreadable.append(f"{table.row_label(position)}: {exc}")
+                continue
+            shapes[f"{header.width}x{header.height} {header.bit_depth}-bit {header.kind}"] += 1
+        for shape, count in shapes.most_common():
+            print(f"images: {count} x {shape}")
+        if unreadable:
+            problems.append(f"{len(unreadable)} unreadable image(s): " + "; ".join(unreadable[:10]))
+    if problems:
+        for problem in problems:
+            print(f"problem: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    print("no problems found")
+    return 0
+
+
+def cmd_table_build(args: argparse.Namespace) -> int:
+    from rxwgan.table import build_table
+
+    out = Path(args.output)
+    refuse_existing(out, args.overwrite)
+    classes = _parse_classes(args.classes) if args.classes else None
+    frame = build_table(args.folder, out, classes=classes)
+    counts = frame["target"].value_counts().sort_index()
+    print(f"wrote {out}: {len(frame)} rows (" +
+          ", ".join(f"target {k}: {v}" for k, v in counts.items()) + ")")
+    return 0
+
+
+def _parse_classes(text: str) -> dict[str, int]:
+    mapping = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or value.strip() not in ("0", "1"):
+            raise RxwganError(f"--classes: expected NAME=0,NAME=1, got {item!r}")
+        mapping[name.strip()] = int(value)
+    return mapping
+
+
+def cmd_table_split(args: argparse.Namespace) -> int:
+    from rxwgan.splits import partition
+    from rxwgan.table import read_table
+
+    spec = split_spec(args)
+    table = read_table(args.table, args.path_column, args.target_column, check_files=False)
+    out = Path(args.output)
+    refuse_existing(out, args.overwrite)
+    parts = partition(table.targets, spec)
+    table.write(out, {"partition": parts.labels(len(table))})
+    print(f"wrote {out}: {_describe_partition(table.targets, parts)}")
+    return 0
+
+
+def _describe_partition(targets, parts) -> str:
+    pieces = []
+    for name in ("train", "val", "test"):
+        rows = getattr(parts, name)
+        if len(rows) or name != "test":
+            per_class = Counter(int(t) for t in targets[rows])
+            pieces.append(f"{name} {len(rows)} (target 0: {per_class[0]}, target 1: {per_class[1]})")
+    return ", ".join(pieces)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from rxwgan.cache import ImageCache
+    from rxwgan.table import read_table
+
+    table = read_table(args.table, args.path_column, args.target_column)
+    cache = ImageCache(args.cache_dir)
+    start = time.perf_counter()
+    cache.load(table.paths, args.size, labels=[table.row_label(i) for i in range(len(table))])
+    seconds = time.perf_counter() - start
+    print(f"{len(table)} images at {args.size}px ready in {cache.root} ({seconds:.1f} s)")
+    return 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from rxwgan.demo import write_demo_data
+
+    out = Path(args.output)
+    refuse_existing(out / "table.csv", args.overwrite)
+    start = time.perf_counter()
+    table = write_demo_data(out, n_images=args.n, size=args.size, seed=args.seed)
+    print(f"wrote {table} ({args.n} phantoms at {args.size}px, "
+          f"{time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    """Add ``table check|build|split``, ``cache`` and ``demo-data``."""
+    table = verbs.add_parser("table", help="check, build or split a table of images")
+    table_verbs = table.add_subparsers(dest="table_verb", required=True, parser_class=OneLineParser)
+
+    check = table_verbs.add_parser("check", help="validate a table and summarise it")
+    check.add_argument("table")
+    check.add_argument("-t", "--target", type=int, help="also check this class is not empty")
+    add_table_flags(check)
+    check.set_defaults(handler=cmd_table_check)
+
+    build = table_verbs.add_parser("build", help="write a table for a folder of images")
+    build.add_argument("folder", help="Shenzhen/Montgomery folder (images/, clinical/) "
+                       "or one sub-folder per class")
+    build.add_argument("-o", "--output", required=True, help="CSV to write")
+    build.add_argument("--classes", help="map class folder names to targets: normal=0,tb=1")
+    build.add_argument("--overwrite", action="store_true")
+    build.set_defaults(handler=cmd_table_build)
+
+    split = table_verbs.add_parser("split", help="write the table with each row's partition")
+    split.add_argument("table")
+    split.add_argument("-o", "--output", required=True, help="CSV to write")
+    split.add_argument("--overwrite", action="store_true")
+    add_split_flags(split)
+    add_table_flags(split)
+    split.set_defaults(handler=cmd_table_split)
+
+    cache = verbs.add_parser("cache", help="decode a table's images into the cache")
+    cache.add_argument("table")
+    cache.add_argument("--size", type=int, default=128, help="square size in pixels")
+    cache.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", help="cache folder")
+    add_table_flags(cache)
+    cache.set_defaults(handler=cmd_cache)
+
+    demo = verbs.add_parser("demo-data", help="write procedural chest X-ray phantoms and their table")
+    demo.add_argument("-o", "--output", required=True, help="folder to write")
+    demo.add_argument("-n", type=int, default=200, help="number of images")
+    demo.add_argument("--size", type=int, default=128, help="square size in pixels")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--overwrite", action="store_true")
+    demo.set_defaults(handler=cmd_demo_data)

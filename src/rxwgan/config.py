@@ -1,0 +1,136 @@
+"""One typed config per training run, saved beside its outputs as ``config.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rxwgan import __version__
+from rxwgan.errors import RxwganError
+from rxwgan.splits import DEFAULT_SEED, SplitSpec
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+# Fields that change what a run computes: resuming with any of them changed is refused.
+IDENTITY_FIELDS = ("input", "model", "target", "fold", "n_splits", "test", "sort", "seed",
+                   "batch_size", "n_critic", "lr", "betas", "gp_weight", "dropout",
+                   "path_column", "target_column")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one run needs; defaults are the old tool's where it had one."""
+
+    input: str
+    output: str
+    model: str = "v1"
+    generator: str | None = None
+    critic: str | None = None
+    target: int = 1
+    fold: int | None = None
+    n_splits: int | None = None
+    test: int | None = None
+    sort: int | None = None
+    seed: int = DEFAULT_SEED
+    batch_size: int = 16
+    epochs: int = 1000
+    n_critic: int = 5
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    gp_weight: float = 10.0
+    dropout: float | None = None  # None: the architecture's default
+    save_for_each: int = 50
+    disp_for_each: int = 50
+    history: str | None = None
+    start_from_epoch: int = 1
+    precision: str = "auto"
+    device: str = "auto"
+    channels_last: bool = True
+    cache_dir: str | None = None
+    path_column: str = "raw_image_path"
+    target_column: str = "target"
+    overwrite: bool = False
+    resume: bool = False
+    progress: bool = True
+
+    @property
+    def split(self) -> SplitSpec:
+        return SplitSpec(fold=self.fold, n_splits=self.n_splits, test=self.test, sort=self.sort,
+                         seed=self.seed)
+
+    def check(self) -> None:
+        """Refuse impossible settings before any work starts, naming the flag."""
+        self.split.check()
+        positive = {"--batch_size": self.batch_size, "--epochs": self.epochs,
+                    "--save_for_each": self.save_for_each, "--disp_for_each": self.disp_for_each}
+        for flag, value in positive.items():
+            if value < 1:
+                raise RxwganError(f"{flag} must be at least 1, not {value}")
+        if self.target not in (0, 1):
+            raise RxwganError(f"--target must be 0 or 1, not {self.target}")
+        if self.n_critic < 0:
+            raise RxwganError(f"--n_critic must be 0 or more, not {self.n_critic}")
+        if self.lr <= 0:
+            raise RxwganError(f"--lr must be positive, not {self.lr}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise RxwganError(f"--betas must be in [0, 1), not {self.betas}")
+        if self.gp_weight < 0:
+            raise RxwganError(f"--gp_weight must be 0 or more, not {self.gp_weight}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise RxwganError(f"--dropout must be in [0, 1), not {self.dropout}")
+        if self.precision not in PRECISIONS:
+            raise RxwganError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.start_from_epoch < 1:
+            raise RxwganError(f"--start_from_epoch must be at least 1, not {self.start_from_epoch}")
+        if self.start_from_epoch > self.epochs:
+            raise RxwganError(f"--start_from_epoch {self.start_from_epoch} is past --epochs "
+                              f"{self.epochs}")
+
+    @property
+    def critic_steps(self) -> int:
+        """Critic steps per generator step; the old tool's 0 meant one of each per batch."""
+        return max(self.n_critic, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        return cls(**values)
+
+    def identity(self) -> dict[str, Any]:
+        data = self.to_dict()
+        data["input"] = str(Path(self.input).resolve())
+        return {name: data[name] for name in IDENTITY_FIELDS}
+
+    def differences(self, other: TrainConfig) -> list[str]:
+        """Flags whose values differ in what they compute (for a refused resume)."""
+        mine, theirs = self.identity(), other.identity()
+        return [f"--{k} {theirs[k]} -> {mine[k]}" for k in IDENTITY_FIELDS if mine[k] != theirs[k]]
+
+
+def environment() -> dict[str, str]:
+    """Versions saved beside a run's outputs so a result can be traced to its software."""
+    import numpy
+    import torch
+
+    return {"rxwgan": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RxwganError(f"{path}: cannot read run config ({exc})") from None
+    return TrainConfig.from_dict(data.get("config", data))
