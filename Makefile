@@ -19,10 +19,10 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) -m rxwgan.demo_run $(DEMO)
+	$(VENV)/bin/rxwgan demo -o $(DEMO)
 
 bench: $(STAMP)
-	$(PY) bench/run.py --output bench/results.json
+	$(PY) bench/run.py --output bench/results.json $(BENCH)
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -92,12 +92,12 @@ def test_longer_epochs_continue_exactly(demo_table, tmp_path):
 KILLER = """
 import os, signal, sys
 from rxwgan import training
-original = training.Trainer._critic_step
+original = training.Trainer.critic_step
 def step(self, real, epoch, index):
     if epoch == 3 and index == 1:
         os.kill(os.getpid(), signal.{signal})
     return original(self, real, epoch, index)
-training.Trainer._critic_step = step
+training.Trainer.critic_step = step
 from rxwgan.cli import main
 sys.exit(main(sys.argv[1:]))
 """

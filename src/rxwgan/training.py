@@ -299,9 +299,9 @@ class Trainer:
                    disable=not (config.progress and sys.stderr.isatty()))
         for index in bar:
             real = self.train_images[order[index * batch:(index + 1) * batch]]
-            values = self._critic_step(real, epoch, index)
+            values = self.critic_step(real, epoch, index)
             if self.critic_steps % config.critic_steps == 0:
-                values.update(self._generator_step(batch, epoch, index))
+                values.update(self.generator_step(batch, epoch, index))
             for key, value in values.items():
                 sums[key] += value
                 counts[key] += 1
@@ -313,7 +313,7 @@ class Trainer:
         return {f"train_{key}": sums[key] / counts[key] if counts[key] else None
                 for key in ("critic_loss", "gen_loss", "reg_loss", *DIVERGENCE_KEYS)}
 
-    def _critic_step(self, real: torch.Tensor, epoch: int, index: int) -> dict[str, float]:
+    def critic_step(self, real: torch.Tensor, epoch: int, index: int) -> dict[str, float]:
         self.generator.train()
         self.critic.train()
         z = torch.randn(len(real), self.generator.latent_dim, generator=self.rng, device=self.device)
@@ -332,7 +332,7 @@ class Trainer:
         values.update(_unit_divergences(real, fake))
         return values
 
-    def _generator_step(self, batch: int, epoch: int, index: int) -> dict[str, float]:
+    def generator_step(self, batch: int, epoch: int, index: int) -> dict[str, float]:
         z = torch.randn(batch, self.generator.latent_dim, generator=self.rng, device=self.device)
         self.critic.requires_grad_(False)  # no critic weight gradients needed here
         try:

@@ -67,7 +67,10 @@ def normalise_dashes(argv: Sequence[str]) -> list[str]:
 
 def run(argv: Sequence[str], parser: argparse.ArgumentParser) -> int:
     """Parse, call the verb's handler, and turn user errors into one line and exit 2."""
-    args = parser.parse_args(normalise_dashes(argv))
+    try:
+        args = parser.parse_args(normalise_dashes(argv))
+    except SystemExit as exit_:  # --help, --version, or a bad flag already reported in one line
+        return int(exit_.code or 0)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

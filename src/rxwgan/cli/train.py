@@ -38,11 +38,28 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """Every flag of the old run_wgangp.py, plus ours."""
     parser.add_argument("-i", "--input", required=True, help="the table (CSV)")
     parser.add_argument("-o", "--output", required=True, help="folder for this run's files")
+    add_model_flags(parser)
+    parser.add_argument("-t", "--target", type=int, default=1, help="class to learn, 0 or 1 (default 1)")
+    add_split_flags(parser)
+    add_loop_flags(parser)
+    parser.add_argument("--history", help="old-style restart: history_epoch_N.json")
+    parser.add_argument("--start_from_epoch", "--start-from-epoch", dest="start_from_epoch", type=int,
+                        default=1, help="old-style restart: first epoch to run (N+1)")
+    parser.add_argument("--resume", action="store_true", help="require a checkpoint in -o and continue it")
+    parser.add_argument("--overwrite", action="store_true", help="replace another run's files in -o")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.set_defaults(handler=cmd_train)
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """Which networks a run starts from (shared with ``sweep``)."""
     parser.add_argument("-g", "--generator", help="generator file to start from (.safetensors or old .h5)")
     parser.add_argument("-c", "--critic", help="critic file to start from (.safetensors or old .h5)")
     parser.add_argument("--model", default="v1", help="architecture when -g/-c are not given")
-    parser.add_argument("-t", "--target", type=int, default=1, help="class to learn, 0 or 1 (default 1)")
-    add_split_flags(parser)
+
+
+def add_loop_flags(parser: argparse.ArgumentParser) -> None:
+    """How a run trains, the same for every run of a study (shared with ``sweep``)."""
     parser.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--n_critic", "--n_discr", "--n-critic", dest="n_critic", type=int, default=5,
@@ -53,19 +70,12 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, help="dropout rate (default: the architecture's)")
     parser.add_argument("--save_for_each", "--save-for-each", dest="save_for_each", type=int, default=50)
     parser.add_argument("--disp_for_each", "--disp-for-each", dest="disp_for_each", type=int, default=50)
-    parser.add_argument("--history", help="old-style restart: history_epoch_N.json")
-    parser.add_argument("--start_from_epoch", "--start-from-epoch", dest="start_from_epoch", type=int,
-                        default=1, help="old-style restart: first epoch to run (N+1)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                         help="keep tensors in the default memory layout")
     parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", help="image cache folder")
     add_table_flags(parser)
-    parser.add_argument("--resume", action="store_true", help="require a checkpoint in -o and continue it")
-    parser.add_argument("--overwrite", action="store_true", help="replace another run's files in -o")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.set_defaults(handler=cmd_train)
 
 
 def train_config(args: argparse.Namespace):
@@ -88,8 +98,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rxwgan.quickstart import DemoSettings, run_demo
+
+    run_demo(args.output, DemoSettings(model=args.model, epochs=args.epochs))
+    return 0
+
+
 def register(verbs: argparse._SubParsersAction) -> None:
-    """Add ``create-models`` and ``train``."""
+    """Add ``create-models``, ``train`` and ``demo``."""
+    demo = verbs.add_parser("demo", help="the whole pipeline on the shipped phantom X-rays")
+    demo.add_argument("-o", "--output", default="demo_out", help="folder for everything (default demo_out)")
+    demo.add_argument("--model", default="small", help="architecture (default small, 64 px)")
+    demo.add_argument("--epochs", type=int, default=120, help="epochs per class (default 120)")
+    demo.set_defaults(handler=cmd_demo)
     add_create_flags(verbs.add_parser("create-models", help="write an initialised generator and critic"),
                      default_output=".")
     add_train_flags(verbs.add_parser("train", help="train a WGAN-GP on one class of one fold"))

@@ -1,0 +1,143 @@
+"""Seconds per v1 training step at batch 16: rxwgan's loop against a plain fp32 port.
+
+A "step" is what the old tool did per batch: one critic step (with gradient penalty)
+and one generator step. The reference below is the plain PyTorch port of that step
+(NCHW contiguous, fp32, nothing else); rxwgan's step is the training loop's own code
+(`Trainer.critic_step` + `Trainer.generator_step`, channels-last, bf16 autocast where
+the CPU has it, history divergences included). Same model, same batch, same machine,
+one run. Also reported: the data-loading and history-metric shares of rxwgan's step,
+its achieved GFLOP/s, and the machine's fp32 matmul GFLOP/s as a ceiling.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from rxwgan.config import TrainConfig
+from rxwgan.demo import write_demo_data
+from rxwgan.devices import cpu_supports_bf16
+from rxwgan.losses import critic_loss, generator_loss, gradient_penalty
+from rxwgan.models import build_critic, build_generator
+from rxwgan.training import Trainer, _unit_divergences
+
+BATCH = 16
+
+
+def reference_step(generator, critic, opt_g, opt_d, real: torch.Tensor) -> None:
+    """The plain fp32 port: one critic step with GP, one generator step."""
+    z = torch.randn(len(real), generator.latent_dim)
+    with torch.no_grad():
+        fake = generator(z)
+    loss_d = critic_loss(critic(real), critic(fake)) + 10.0 * gradient_penalty(critic, real, fake)
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    z = torch.randn(len(real), generator.latent_dim)
+    loss_g = generator_loss(critic(generator(z)))
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+
+
+class FlopCount(TorchDispatchMode):
+    """Counts matmul/conv FLOPs of every op run inside it (forward, backward, double backward).
+
+    torch's FlopCounterMode cannot follow ``autograd.grad`` (the gradient penalty), so
+    this uses its per-op formulas directly, without its module tracking.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def timed(fn, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(timed(lambda: a @ b, repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def run(repeats: int = 5, warmup: int = 2) -> dict:
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        table = write_demo_data(Path(tmp) / "d", n_images=40, size=128, seed=0)
+        config = TrainConfig(input=str(table), output=str(Path(tmp) / "run"), model="v1", fold=0,
+                             n_splits=2, batch_size=BATCH, n_critic=1, progress=False,
+                             cache_dir=str(Path(tmp) / "cache"))
+        trainer = Trainer(config, log=lambda _: None)
+        order = torch.arange(len(trainer.train_images))
+
+        def load_batch() -> torch.Tensor:
+            return trainer.train_images[order[:BATCH]]
+
+        def ours() -> None:
+            trainer.critic_step(load_batch(), 1, 0)
+            trainer.generator_step(BATCH, 1, 0)
+
+        generator, critic = build_generator("v1"), build_critic("v1")
+        opt_g = torch.optim.Adam(generator.parameters(), 1e-4, betas=(0.5, 0.9))
+        opt_d = torch.optim.Adam(critic.parameters(), 1e-4, betas=(0.5, 0.9))
+        real = load_batch().float().contiguous()
+        generator.train()
+        critic.train()
+
+        def reference() -> None:
+            reference_step(generator, critic, opt_g, opt_d, real)
+
+        with FlopCount() as counter:
+            reference()
+        flops = counter.total
+
+        for fn in (reference, ours):
+            timed(fn, warmup)
+        # Interleave so a change in machine load hits both sides alike.
+        ref_times, our_times = [], []
+        for _ in range(repeats):
+            ref_times += timed(reference, 1)
+            our_times += timed(ours, 1)
+        load_times = timed(load_batch, 50)
+        fake = torch.rand_like(real) * 2 - 1
+        metric_times = timed(lambda: _unit_divergences(real, fake), 10)
+
+    ref_s, our_s = statistics.median(ref_times), statistics.median(our_times)
+    return {
+        "model": "v1 (128 px)", "batch": BATCH, "torch_threads": torch.get_num_threads(),
+        "precision": trainer.precision, "cpu_bf16": cpu_supports_bf16(),
+        "reference_fp32_step_s": round(ref_s, 3), "rxwgan_step_s": round(our_s, 3),
+        "speedup": round(ref_s / our_s, 2),
+        "data_loading_share": round(statistics.median(load_times) / our_s, 5),
+        "history_metrics_share": round(statistics.median(metric_times) / our_s, 4),
+        "step_gflop": round(flops / 1e9, 1),
+        "rxwgan_gflops_per_s": round(flops / our_s / 1e9, 1),
+        "reference_gflops_per_s": round(flops / ref_s / 1e9, 1),
+        "matmul_fp32_gflops_per_s": round(matmul_gflops(), 1),
+    }
+
+
+if __name__ == "__main__":
+    print(run())
