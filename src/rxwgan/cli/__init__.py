@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from rxwgan import __version__
-from rxwgan.cli import data, train
+from rxwgan.cli import data, generate, train
 from rxwgan.cli.common import OneLineParser, run
 
-VERB_GROUPS = (data, train)
+VERB_GROUPS = (data, train, generate)
 
 
 def build_parser() -> OneLineParser:

@@ -54,7 +54,7 @@ def load_model(path: str | os.PathLike, role: str | None = None,
     """
     if role is not None and role not in registry.ROLES:
         raise ValueError(f"role must be one of {registry.ROLES} or None, got {role!r}")
-    resolved = _resolve(Path(path))
+    resolved = resolve_model_path(Path(path))
     if resolved.suffix.lower() in _KERAS_SUFFIXES or is_keras_h5(resolved):
         module = load_keras_model(resolved)
         _check_role(resolved, module.role, role)
@@ -71,7 +71,8 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _resolve(path: Path) -> Path:
+def resolve_model_path(path: str | Path) -> Path:
+    """The file a user meant: ``path`` as given, else with ``.safetensors`` or ``.h5`` added."""
     candidates = [Path(f"{path}{suffix}") for suffix in _FALLBACK_SUFFIXES]
     for candidate in candidates:
         if candidate.is_file():

@@ -1,0 +1,378 @@
+"""Synthetic data sets from a trained generator, traceable image by image.
+
+Every image is traced to (generator file sha256, seed, latent index): latent ``i`` comes
+from a fixed chunk of 1024 normal draws seeded by ``SeedSequence(seed).spawn`` child
+``i // 1024``, so it does not depend on N, the batch size, or a resume. The batch size can
+still move a float's last bit (the kernels differ), so the generator always runs on whole
+aligned windows ``[k * batch, (k + 1) * batch)`` (draws past N are computed and dropped):
+one batch size gives the same bytes however N grows or a run was cut. Files are written as
+they are made; ``synthetic.csv`` lists the finished ones (with md5s), so a re-run keeps what
+is intact and writes only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+import rxwgan
+from rxwgan import atomic
+from rxwgan.errors import RxwganError
+from rxwgan.models import file_sha256, load_model
+from rxwgan.models.files import resolve_model_path as resolve_model_file
+from rxwgan.table import TABLE_COLUMNS, Table, md5_of_file, read_table, write_frame
+
+FORMATS = {"png": ".png", "png16": ".png", "npy": ".npy"}
+LATENT_CHUNK = 1024
+LATENT_SCHEME = "randn-chunks-1024-seedsequence-spawn"  # recorded; a change must not mix sets
+TABLE_FILE = "synthetic.csv"
+SETTINGS_FILE = "synthetic.json"
+MIXED_FILE = "mixed.csv"
+IMAGE_FOLDER = "images"
+SYNTHETIC_COLUMNS = ["synthetic", "generator_sha256", "seed", "latent_index"]
+PNG_COMPRESS_LEVEL = 6
+TABLE_EVERY_S = 2.0  # the table is rewritten at most this often during a run, and at the end
+TABLE_SHARE = 0.1  # ... and for a huge N, no more than this share of the run's time
+WRITER_THREADS = 4  # encoding and fsync-bound writes overlap the next batch's forward pass
+
+
+# --- latents and images: the Python API ------------------------------------------------
+
+def latent_vectors(seed: int, indices: Iterable[int], latent_dim: int) -> torch.Tensor:
+    """Latent vectors (len(indices), latent_dim) float32; row ``i`` depends on (seed, i) only."""
+    if seed < 0:
+        raise RxwganError(f"--seed must be 0 or more, got {seed}")
+    idx = torch.as_tensor(list(indices), dtype=torch.long).reshape(-1)
+    if len(idx) and int(idx.min()) < 0:
+        raise RxwganError("latent indices must be 0 or more")
+    out = torch.empty(len(idx), latent_dim)
+    chunks = torch.div(idx, LATENT_CHUNK, rounding_mode="floor")
+    for chunk in chunks.unique().tolist():
+        rows = chunks == chunk
+        out[rows] = _latent_chunk(seed, chunk, latent_dim)[idx[rows] - chunk * LATENT_CHUNK]
+    return out
+
+
+def _latent_chunk(seed: int, chunk: int, latent_dim: int) -> torch.Tensor:
+    words = np.random.SeedSequence(seed, spawn_key=(chunk,)).generate_state(2, dtype=np.uint32)
+    generator = torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
+    return torch.randn(LATENT_CHUNK, latent_dim, generator=generator)
+
+
+def load_generator(path: str | os.PathLike) -> tuple[nn.Module, str]:
+    """(generator in eval mode, fp32, channels-last; sha256 of its file). .h5 works too.
+
+    A critic or a non-model file is refused with an RxwganError naming the file.
+    """
+    module = load_model(path, role="generator")
+    sha = file_sha256(resolve_model_file(Path(path)))
+    return module.float().eval().to(memory_format=torch.channels_last), sha
+
+
+def generate_images(generator: nn.Module, z: torch.Tensor, size: int | None = None,
+                    batch_size: int = 64) -> torch.Tensor:
+    """Images (N, 1, S, S) float32 in [-1, 1] for latents ``z``, resized to ``size`` if given.
+
+    Runs in inference mode, ``batch_size`` latents at a time, so memory does not grow with N.
+    """
+    if batch_size < 1:
+        raise RxwganError(f"--batch_size must be at least 1, got {batch_size}")
+    side = size or generator.image_size
+    device = next(generator.parameters()).device
+    with torch.inference_mode():
+        parts = [_forward(generator, z[start:start + batch_size].to(device), size).cpu()
+                 for start in range(0, len(z), batch_size)]
+    return torch.cat(parts) if parts else torch.empty(0, 1, side, side)
+
+
+def synthetic_images(generator: str | os.PathLike | nn.Module, indices: Sequence[int], seed: int = 0,
+                     size: int | None = None, batch_size: int = 64) -> torch.Tensor:
+    """The images ``generate`` writes for these latent indices, as [-1, 1] floats.
+
+    Equal to the files' pixels up to their quantisation when ``generator`` is the file (or
+    ``load_generator``'s module) and ``batch_size`` is the one ``generate`` used.
+    """
+    if batch_size < 1:
+        raise RxwganError(f"--batch_size must be at least 1, got {batch_size}")
+    module = generator if isinstance(generator, nn.Module) else load_generator(generator)[0]
+    starts = sorted({i // batch_size * batch_size for i in indices})
+    windows = {start: generate_images(module, latent_vectors(seed, range(start, start + batch_size),
+                                                             module.latent_dim), size, batch_size)
+               for start in starts}
+    if not windows:
+        return generate_images(module, torch.empty(0, module.latent_dim), size, batch_size)
+    return torch.stack([windows[i // batch_size * batch_size][i % batch_size] for i in indices])
+
+
+def _forward(generator: nn.Module, z: torch.Tensor, size: int | None) -> torch.Tensor:
+    images = generator(z.float())
+    if size is not None and size != images.shape[-1]:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                               align_corners=False).clamp(-1.0, 1.0)
+    return images.contiguous()
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+def _to_arrays(images: torch.Tensor, fmt: str) -> np.ndarray:
+    """[-1, 1] batch -> what each file stores: uint8 / uint16 pixels or float32 in [0, 1]."""
+    unit = ((images[:, 0].float() + 1.0) / 2.0).clamp(0.0, 1.0)
+    if fmt == "png":
+        return (unit * 255.0).round().to(torch.uint8).numpy()
+    if fmt == "png16":
+        return (unit * 65535.0).round().to(torch.int32).numpy().astype(np.uint16)
+    return unit.numpy().astype(np.float32)
+
+
+def _encode(array: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "npy":
+        np.save(buffer, array, allow_pickle=False)
+    else:
+        # Pillow writes no timestamp or other varying chunk: same pixels, same bytes.
+        Image.fromarray(array).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def _write_image(path: Path, array: np.ndarray, fmt: str) -> str:
+    data = _encode(array, fmt)
+    atomic.write_bytes(path, data)
+    return hashlib.md5(data).hexdigest()
+
+
+# --- the data set on disk -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """What a ``generate`` call left in its folder."""
+
+    table: Path
+    n: int
+    written: int
+    kept: int
+    image_size: int
+    generator_sha256: str
+    seconds: float
+
+
+def image_name(target: int, index: int, fmt: str) -> str:
+    return f"synthetic_{target}_{index:06d}{FORMATS[fmt]}"
+
+
+def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, target: int = 1,
+             seed: int = 0, batch_size: int = 64, fmt: str = "png", size: int | None = None,
+             overwrite: bool = False, progress: bool = True) -> GenerateResult:
+    """Write ``n`` images and ``output/synthetic.csv``; resume a cut run of the same settings.
+
+    Refuses a folder holding a set made with other settings unless ``overwrite``.
+    """
+    _check_arguments(n, target, seed, batch_size, fmt, size)
+    start_time = time.perf_counter()
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise RxwganError(f"-o {folder}: exists and is not a folder")
+    module, sha = load_generator(generator)
+    settings = {"generator_sha256": sha, "seed": seed, "target": target, "format": fmt,
+                "size": size or module.image_size, "latent_scheme": LATENT_SCHEME}
+    done = {} if overwrite else _finished_rows(folder, settings, n)
+    atomic.write_json(folder / SETTINGS_FILE, {
+        **settings, "generator_file": resolve_model_file(Path(generator)).name, "model": module.arch,
+        "model_image_size": module.image_size, "latent_dim": module.latent_dim,
+        "rxwgan_version": rxwgan.__version__, "torch_version": torch.__version__})
+    kept = len(done)
+    table = _TableWriter(folder / TABLE_FILE, settings)
+    bar = tqdm(total=n, initial=kept, unit="img", desc="generate", disable=not progress)
+    pending: list[tuple[int, Future]] = []
+    try:
+        with ThreadPoolExecutor(WRITER_THREADS) as pool:
+            for start in range(0, n, batch_size):
+                missing = [i for i in range(start, min(start + batch_size, n)) if i not in done]
+                if not missing:
+                    continue
+                z = latent_vectors(seed, range(start, start + batch_size), module.latent_dim)
+                arrays = _to_arrays(generate_images(module, z, settings["size"], batch_size), fmt)
+                bar.update(_collect(pending, done))
+                pending = [(i, pool.submit(_write_image, folder / _relative_path(i, settings),
+                                           arrays[i - start], fmt)) for i in missing]
+                table.write_if_due(done)
+            bar.update(_collect(pending, done))
+    finally:
+        # Also on Ctrl-C or an error: every file finished so far is in the table.
+        _collect([(i, f) for i, f in pending if f.done() and not f.exception()], done)
+        table.write(done)
+        bar.close()
+    return GenerateResult(table.path, n, n - kept, kept, settings["size"], sha,
+                          time.perf_counter() - start_time)
+
+
+def _check_arguments(n: int, target: int, seed: int, batch_size: int, fmt: str,
+                     size: int | None) -> None:
+    if n < 1:
+        raise RxwganError(f"-n must be at least 1, got {n}")
+    if target not in (0, 1):
+        raise RxwganError(f"--target must be 0 or 1, got {target}")
+    if seed < 0:
+        raise RxwganError(f"--seed must be 0 or more, got {seed}")
+    if batch_size < 1:
+        raise RxwganError(f"--batch_size must be at least 1, got {batch_size}")
+    if fmt not in FORMATS:
+        raise RxwganError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if size is not None and size < 1:
+        raise RxwganError(f"--size must be at least 1 pixel, got {size}")
+
+
+def _relative_path(index: int, settings: dict) -> str:
+    return f"{IMAGE_FOLDER}/{image_name(settings['target'], index, settings['format'])}"
+
+
+def _collect(pending: list[tuple[int, Future]], done: dict[int, str]) -> int:
+    """Wait for written files and record their md5s; return how many."""
+    for index, future in pending:
+        done[index] = future.result()
+    count = len(pending)
+    pending.clear()
+    return count
+
+
+class _TableWriter:
+    """Rewrites ``synthetic.csv`` from {latent index: md5}, during a run only when due."""
+
+    def __init__(self, path: Path, settings: dict) -> None:
+        self.path = path
+        self.settings = settings
+        self.last = time.monotonic()
+        self.cost = 0.0
+
+    def write_if_due(self, done: dict[int, str]) -> None:
+        if time.monotonic() - self.last >= max(TABLE_EVERY_S, self.cost / TABLE_SHARE):
+            self.write(done)
+
+    def write(self, done: dict[int, str]) -> None:
+        start = time.monotonic()
+        write_frame(_table_frame(done, self.settings), self.path)
+        self.last = time.monotonic()
+        self.cost = self.last - start
+
+
+def _table_frame(done: dict[int, str], settings: dict) -> pd.DataFrame:
+    """The users' table columns plus the provenance of each synthetic image."""
+    indices = sorted(done)
+    paths = [_relative_path(i, settings) for i in indices]
+    return pd.DataFrame({
+        "target": settings["target"], "image_ID": [Path(p).stem for p in paths],
+        "raw_image_path": paths, "raw_image_md5": [done[i] for i in indices], "age": None,
+        "sex": None, "comment": "synthetic", "synthetic": 1,
+        "generator_sha256": settings["generator_sha256"], "seed": settings["seed"],
+        "latent_index": indices}, columns=TABLE_COLUMNS + SYNTHETIC_COLUMNS)
+
+
+def _finished_rows(folder: Path, settings: dict, n: int) -> dict[int, str]:
+    """{latent index: md5} of an earlier run's files that are intact (same settings, index < n)."""
+    table, saved = folder / TABLE_FILE, folder / SETTINGS_FILE
+    if not table.exists() and not saved.exists():
+        return {}
+    try:
+        previous = json.loads(saved.read_text())
+    except (OSError, ValueError):
+        raise RxwganError(f"{folder} holds {table.name} but no readable {saved.name} (not made by "
+                          f"rxwgan generate?); pass --overwrite to replace it") from None
+    changed = [f"{key} {previous.get(key)!r} (now {value!r})" for key, value in settings.items()
+               if previous.get(key) != value]
+    if changed:
+        raise RxwganError(f"{folder} holds synthetic images made with other settings: "
+                          f"{', '.join(changed)}; pass --overwrite or use another folder")
+    if not table.exists():
+        return {}
+    try:
+        frame = pd.read_csv(table, keep_default_na=False, dtype={"raw_image_md5": str})
+        records = frame.to_dict("records")
+        done = {}
+        for record in records:
+            index = int(record["latent_index"])
+            if index < n and _intact(folder, record, index, settings):
+                done[index] = record["raw_image_md5"]
+    except (KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RxwganError(f"{table}: not a synthetic table ({exc}); pass --overwrite to "
+                          f"replace it") from None
+    return done
+
+
+def _intact(folder: Path, record: dict, index: int, settings: dict) -> bool:
+    expected = _relative_path(index, settings)
+    path = folder / expected
+    return (record["raw_image_path"] == expected
+            and record["generator_sha256"] == settings["generator_sha256"]
+            and path.is_file() and md5_of_file(path) == record["raw_image_md5"])
+
+
+# --- mixing with a real table -----------------------------------------------------------
+
+def synthetic_needed(real: Table, target: int, ratio: float) -> int:
+    """How many synthetic images of ``target`` give ``ratio`` per real row of that target."""
+    if ratio < 0:
+        raise RxwganError(f"--ratio must be 0 or more, got {ratio}")
+    return math.floor(ratio * int((real.targets == target).sum()) + 0.5)  # half up, not to even
+
+
+def mix_tables(real: Table | str | os.PathLike, synthetic_csv: str | os.PathLike,
+               out_csv: str | os.PathLike, ratio: float = 1.0) -> pd.DataFrame:
+    """Write real rows (``synthetic=0``) plus ``ratio`` synthetic rows per real row of each
+    target the synthetic set holds (lowest latent indices first); paths resolve from
+    ``out_csv``'s folder. Refuses when the synthetic set is too small.
+    """
+    if not isinstance(real, Table):
+        real = read_table(real)
+    synthetic = read_table(synthetic_csv)
+    out_dir = Path(out_csv).resolve().parent
+    if "synthetic" in real.frame.columns and (
+            pd.to_numeric(real.frame["synthetic"], errors="coerce") == 1).any():
+        raise RxwganError(f"{real.source}: already holds synthetic rows (synthetic=1); "
+                          f"mix a table of real images")
+    real_rows = real.frame.reset_index(drop=True)
+    real_rows[real.path_column] = _paths_from(real, out_dir)
+    real_rows["synthetic"] = 0
+    fake_rows = synthetic.frame.assign(raw_image_path=_paths_from(synthetic, out_dir))
+    chosen = []
+    for target in sorted(set(synthetic.targets.tolist())):
+        need = synthetic_needed(real, target, ratio)
+        rows = fake_rows[synthetic.targets == target]
+        if need > len(rows):
+            count = int((real.targets == target).sum())
+            raise RxwganError(f"--ratio {ratio:g} needs {need} synthetic target-{target} images for "
+                              f"{count} real rows, {synthetic.source} lists {len(rows)}; "
+                              f"generate with -n {need}")
+        chosen.append(rows.sort_values("latent_index").head(need))
+    fake = pd.concat(chosen).rename(columns={"raw_image_path": real.path_column,
+                                             "target": real.target_column})
+    columns = list(real_rows.columns) + [c for c in fake.columns if c not in real_rows.columns]
+    mixed = pd.concat([real_rows, fake], ignore_index=True)[columns]
+    for column in ("synthetic", "seed", "latent_index"):  # empty for real rows, never "3.0"
+        mixed[column] = mixed[column].astype("Int64")
+    write_frame(mixed, out_csv, index=real.has_index_column)
+    return mixed
+
+
+def _paths_from(table: Table, out_dir: Path) -> list[str]:
+    """Table paths re-expressed from ``out_dir``: relative ones stay relative, absolute stay."""
+    out = []
+    for value in table.frame[table.path_column]:
+        path = Path(str(value)).expanduser()
+        out.append(str(value) if path.is_absolute() else
+                   Path(os.path.relpath(table.source.parent / path, out_dir)).as_posix())
+    return out
