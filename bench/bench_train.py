@@ -82,6 +82,21 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def penalty_agreement(critic, real: torch.Tensor) -> dict:
+    """GP of the same inputs in fp32 and under bf16 autocast (channels-last): finite and close?"""
+    critic.eval()  # dropout off, so both precisions see the same network
+    fake = torch.rand_like(real) * 2 - 1
+    fp32 = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(1)).item()
+    critic_cl = critic.to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = gradient_penalty(critic_cl, real.contiguous(memory_format=torch.channels_last),
+                                fake.contiguous(memory_format=torch.channels_last),
+                                generator=torch.Generator().manual_seed(1)).item()
+    critic.train()
+    return {"gp_fp32": round(fp32, 5), "gp_bf16": round(bf16, 5),
+            "gp_bf16_relative_gap": round(abs(bf16 - fp32) / abs(fp32), 4)}
+
+
 def run(repeats: int = 5, warmup: int = 2) -> dict:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,8 +139,10 @@ def run(repeats: int = 5, warmup: int = 2) -> dict:
         fake = torch.rand_like(real) * 2 - 1
         metric_times = timed(lambda: _unit_divergences(real, fake), 10)
 
+        agreement = penalty_agreement(build_critic("v1"), real)
+
     ref_s, our_s = statistics.median(ref_times), statistics.median(our_times)
-    return {
+    return {**agreement, 
         "model": "v1 (128 px)", "batch": BATCH, "torch_threads": torch.get_num_threads(),
         "precision": trainer.precision, "cpu_bf16": cpu_supports_bf16(),
         "reference_fp32_step_s": round(ref_s, 3), "rxwgan_step_s": round(our_s, 3),

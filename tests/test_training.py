@@ -200,3 +200,20 @@ def test_refusals(demo_table, tmp_path, overrides, message):
 def test_bf16_precision_runs(demo_table, tmp_path):
     history = train(config(demo_table, tmp_path / "run", epochs=1, precision="bf16"), log=quiet).history
     assert all(v is not None and v == v for v in history["train_critic_loss"])
+
+
+def test_legacy_run_wgangp_entry_point(demo_table, tmp_path, monkeypatch, capsys):
+    from rxwgan.cli import create_models_main, run_wgangp_main
+
+    monkeypatch.chdir(tmp_path)
+    assert create_models_main(["--model", "tiny"]) == 0
+    code = run_wgangp_main(["-i", str(demo_table), "-o", "out", "-g", "generator", "-c", "critic",
+                            "--batch_size", "4", "--fold", "1", "--n_splits", "5", "--save_for_each", "1",
+                            "--disp_for_each", "1", "--epochs", "2", "--n_discr", "0", "--target", "0",
+                            "--precision", "fp32", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    # --n_discr 0: one critic and one generator step per batch, so every epoch has a generator loss
+    assert len(history["train_gen_loss"]) == 2 and None not in history["train_gen_loss"]
+    assert (tmp_path / "out" / "generator_epoch_1.safetensors").is_file()
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["split"] == "fold_1"

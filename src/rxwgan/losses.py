@@ -35,17 +35,30 @@ def gradient_penalty(
     The gradient is taken with ``create_graph=True`` so the penalty trains the critic;
     ``fake`` is detached so the penalty never reaches the generator.
     """
+    x_hat = interpolate(real, fake, generator)
+    return penalty(critic(x_hat), x_hat)
+
+
+def interpolate(real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """x_hat = eps * real + (1 - eps) * fake, one eps ~ U[0, 1) per sample, ready for autograd.
+
+    Split from ``penalty`` so a training loop can score reals, fakes and x_hat in one
+    critic call (the critic has no batch statistics, so batching them changes nothing).
+    """
     if real.shape != fake.shape:
         raise ValueError(f"real and fake shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}")
     real, fake = real.detach(), fake.detach()
     eps_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     eps = torch.rand(eps_shape, generator=generator, device=real.device, dtype=real.dtype)
-    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    scores = critic(x_hat)
+    return (eps * real + (1 - eps) * fake).requires_grad_(True)
+
+
+def penalty(scores: Tensor, x_hat: Tensor) -> Tensor:
+    """mean of (||d scores / d x_hat||_2 - 1)^2 for critic ``scores`` of ``x_hat``."""
     (grad,) = torch.autograd.grad(
         outputs=scores, inputs=x_hat, grad_outputs=torch.ones_like(scores), create_graph=True
     )
     # Outside autocast so the norm and the square stay float32 whatever the critic ran in.
-    with torch.autocast(device_type=real.device.type, enabled=False):
+    with torch.autocast(device_type=x_hat.device.type, enabled=False):
         norms = torch.linalg.vector_norm(grad.float().flatten(1), ord=2, dim=1)
         return (norms - 1).square().mean()

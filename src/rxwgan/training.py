@@ -32,7 +32,7 @@ from rxwgan.dataset import XrayDataset
 from rxwgan.devices import autocast, resolve_device, resolve_precision
 from rxwgan.divergences import pair_divergences
 from rxwgan.errors import RxwganError
-from rxwgan.losses import critic_loss, generator_loss, gradient_penalty
+from rxwgan.losses import critic_loss, generator_loss, gradient_penalty, interpolate, penalty
 from rxwgan.models import build_critic, build_generator, load_model, save_model
 from rxwgan.plots import save_curves, save_grid
 from rxwgan.splits import partition
@@ -189,6 +189,9 @@ class Trainer:
             raise RxwganError(f"-g holds a {self.generator.arch} generator but -c a "
                               f"{self.critic.arch} critic")
         config.model = self.generator.arch
+        # Batching reals, fakes and x_hat in one critic call is exact only without batch statistics.
+        self.joint_critic_batches = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                            for m in self.critic.modules())
         memory = torch.channels_last if config.channels_last else torch.contiguous_format
         for net in (self.generator, self.critic):
             net.to(self.device, memory_format=memory)
@@ -320,15 +323,20 @@ class Trainer:
         with autocast(self.device, self.precision):
             with torch.no_grad():
                 fake = self.generator(z).float()
-            wasserstein = critic_loss(self.critic(real), self.critic(fake))
-            penalty = gradient_penalty(self.critic, real, fake, generator=self.rng)
-        loss = wasserstein + self.config.gp_weight * penalty
+            x_hat = interpolate(real, fake, self.rng)
+            if self.joint_critic_batches:  # one call scores reals, fakes and x_hat together
+                d_real, d_fake, d_hat = self.critic(torch.cat([real, fake, x_hat])).split(len(real))
+            else:
+                d_real, d_fake, d_hat = self.critic(real), self.critic(fake), self.critic(x_hat)
+            wasserstein = critic_loss(d_real, d_fake)
+            gp = penalty(d_hat, x_hat)
+        loss = wasserstein + self.config.gp_weight * gp
         _check_finite(loss, "critic", epoch, index, self)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
         self.critic_steps += 1
-        values = {"critic_loss": loss.item(), "reg_loss": self.config.gp_weight * penalty.item()}
+        values = {"critic_loss": loss.item(), "reg_loss": self.config.gp_weight * gp.item()}
         values.update(_unit_divergences(real, fake))
         return values
 
@@ -366,8 +374,8 @@ class Trainer:
                     d_fake = self.critic(fake)
                     values = {"critic_loss": critic_loss(self.critic(real), d_fake).item(),
                               "gen_loss": generator_loss(d_fake).item()}
-                penalty = gradient_penalty(self.critic, real, fake, generator=rng)
-            values["critic_loss"] += self.config.gp_weight * penalty.item()
+                gp = gradient_penalty(self.critic, real, fake, generator=rng)
+            values["critic_loss"] += self.config.gp_weight * gp.item()
             if len(real) >= 2:
                 values.update(_unit_divergences(real, fake))
             for key, value in values.items():
