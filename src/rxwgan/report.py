@@ -1,0 +1,370 @@
+"""A study's report: every run in one table, the curves across folds, the best generators.
+
+Read from the run folders alone, so it works on a finished study, on one still running
+(its unfinished runs are marked and the figures use the epochs done so far), and on a
+folder of runs made one by one with ``rxwgan train``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rxwgan import atomic
+from rxwgan.errors import RxwganError
+from rxwgan.plots import save_grid
+from rxwgan.sweep import (SWEEP_FILE, TRAINED_GENERATOR, RunPlan, last_value, read_json, run_status,
+                          study_runs)
+from rxwgan.table import write_frame
+from rxwgan.training import HISTORY_KEYS
+
+DEFAULT_SELECT = "val_kl_rf"
+GRID_COLUMNS = 8
+SPLIT_COLUMNS = ["run", "split", "fold", "n_splits", "test", "sort", "target", "state", "epoch", "epochs"]
+LOSS_PANELS = (("critic loss", ("train_critic_loss", "val_critic_loss")),
+               ("generator loss", ("train_gen_loss", "val_gen_loss")),
+               ("gradient penalty", ("train_reg_loss",)))
+DIVERGENCE_PANELS = tuple((metric.upper(), (f"train_{metric}_rf", f"val_{metric}_rf", f"val_{metric}_rr"))
+                          for metric in ("kl", "js", "l1", "l2"))
+SHOWN_COLUMNS = ["run", "target", "state", "epoch", "epochs", "train_critic_loss", "train_gen_loss",
+                 "val_critic_loss", "val_gen_loss", "val_kl_rf", "val_js_rf"]
+
+
+@dataclass
+class _Run:
+    plan: RunPlan
+    folder: Path
+    row: dict[str, Any]
+    history: dict[str, list[float | None]]
+
+
+@dataclass
+class Report:
+    """What ``write_report`` wrote, and the tables it wrote them from."""
+
+    folder: Path
+    runs: pd.DataFrame
+    best: pd.DataFrame
+    select: str
+    partial: bool
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def html(self) -> Path:
+        return self.folder / "report.html"
+
+    @property
+    def markdown(self) -> Path:
+        return self.folder / "report.md"
+
+
+# --- tables -------------------------------------------------------------------------------
+
+def _load_runs(study: Path) -> list[_Run]:
+    if not study.is_dir():
+        raise RxwganError(f"{study}: no such study folder")
+    runs = study_runs(study)
+    if not runs:
+        raise RxwganError(f"{study}: holds no sweep.json and no run folders (<split>/target_<t>/)")
+    epochs = read_json(study / SWEEP_FILE).get("config", {}).get("epochs")
+    loaded = []
+    for plan in runs:
+        folder = study / plan.path
+        status = run_status(study, plan, epochs)
+        history = {key: values for key, values in read_json(folder / "history.json").items()
+                   if isinstance(values, list) and all(_is_number(v) for v in values if v is not None)}
+        spec = plan.split
+        row: dict[str, Any] = {"run": plan.path, "split": spec.name, "fold": spec.fold,
+                               "n_splits": spec.n_splits, "test": spec.test, "sort": spec.sort,
+                               "target": plan.target, "state": status.state, "epoch": status.epoch,
+                               "epochs": status.epochs}
+        row.update({key: last_value(values) for key, values in history.items()})
+        row["error"] = status.error
+        loaded.append(_Run(plan, folder, row, history))
+    return loaded
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _metric_keys(runs: Sequence[_Run]) -> list[str]:
+    """History keys beyond training's own (evaluation metrics such as kid, fid), sorted."""
+    return sorted({key for run in runs for key in run.history} - set(HISTORY_KEYS))
+
+
+def collect_runs(study: str | Path) -> pd.DataFrame:
+    """One row per run: its partition, target, state, epochs and last value of every history key."""
+    return _frame(_load_runs(Path(study)))
+
+
+def _frame(runs: Sequence[_Run]) -> pd.DataFrame:
+    columns = SPLIT_COLUMNS + list(HISTORY_KEYS) + _metric_keys(runs) + ["error"]
+    frame = pd.DataFrame([run.row for run in runs], columns=columns)
+    for name in ("fold", "n_splits", "test", "sort", "epochs"):
+        frame[name] = frame[name].astype("Int64")
+    for name in columns[len(SPLIT_COLUMNS):-1]:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce")
+    return frame
+
+
+def select_best(runs: pd.DataFrame, key: str = DEFAULT_SELECT) -> pd.DataFrame:
+    """The run with the smallest last ``key`` for each (test, target): k-fold runs group by target."""
+    known = [c for c in runs.columns if c not in SPLIT_COLUMNS + ["error"]]
+    if key not in known:
+        raise RxwganError(f"--select {key}: not a history key of this study (choose from "
+                          f"{', '.join(known)})")
+    scored = runs[pd.to_numeric(runs[key], errors="coerce").notna()]
+    if scored.empty:
+        return scored
+    groups = scored.groupby(["test", "target"], dropna=False, sort=True)[key]
+    return scored.loc[groups.idxmin().to_numpy()].reset_index(drop=True)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+def _band(histories: Sequence[dict[str, list]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs, mean and standard deviation across runs of ``key`` (runs may differ in length)."""
+    series = [history.get(key) or [] for history in histories]
+    length = max((len(s) for s in series), default=0)
+    stacked = np.full((len(series), length), np.nan)
+    for i, values in enumerate(series):
+        stacked[i, :len(values)] = [np.nan if v is None else v for v in values]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # epochs no run has reached yet
+        return np.arange(1, length + 1), np.nanmean(stacked, axis=0), np.nanstd(stacked, axis=0)
+
+
+def plot_bands(histories: Sequence[dict[str, list]], panels: Sequence[tuple[str, Sequence[str]]],
+               path: Path, title: str) -> None:
+    """One panel per group of keys: the mean across runs, and a band of +-1 std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for axis, (name, keys) in zip(axes[0], panels, strict=True):
+        for key in keys:
+            epochs, mean, std = _band(histories, key)
+            shown = np.isfinite(mean)
+            if not shown.any():
+                continue
+            line, = axis.plot(epochs[shown], mean[shown], label=key, marker="." if shown.sum() < 3 else None)
+            axis.fill_between(epochs[shown], (mean - std)[shown], (mean + std)[shown],
+                              color=line.get_color(), alpha=0.2, linewidth=0)
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+    figure.suptitle(title)
+    figure.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=80)
+    plt.close(figure)
+
+
+def generator_samples(folder: Path, count: int = 25) -> torch.Tensor | None:
+    """``count`` images from a run's newest generator on its own fixed latents (the sample grid's).
+
+    The checkpoint holds both the newest weights and those latents; a folder without
+    one falls back to its trained generator and latents drawn from the run's seed.
+    """
+    from rxwgan.checkpoint import has_checkpoint, load_checkpoint
+    from rxwgan.models import build_generator, load_model
+
+    saved = read_json(folder / "config.json")
+    if has_checkpoint(folder) and "generator" in saved:
+        try:
+            checkpoint = load_checkpoint(folder)
+        except RxwganError:  # replaced by a newer one while the run goes on: no grid this time
+            return None
+        generator = build_generator(saved["generator"]["arch"], **saved["generator"]["hparams"])
+        generator.load_state_dict(checkpoint["generator"])
+        if saved.get("config", {}).get("channels_last", True):  # the run's layout, the run's numbers
+            generator.to(memory_format=torch.channels_last)
+        latents = checkpoint["fixed_z"].float()
+    elif (folder / TRAINED_GENERATOR).is_file():
+        generator = load_model(folder / TRAINED_GENERATOR, role="generator")
+        seed = int(saved.get("config", {}).get("seed", 0))
+        latents = torch.randn(count, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+    else:
+        return None
+    generator.eval()
+    with torch.no_grad():
+        return generator(latents[:count]).float()
+
+
+# --- the report ---------------------------------------------------------------------------
+
+def write_report(study: str | Path, out: str | Path | None = None,
+                 select: str = DEFAULT_SELECT) -> Report:
+    """Write runs.csv, best.csv, the figures, report.md and a self-contained report.html."""
+    study = Path(study)
+    out = Path(out) if out is not None else study / "report"
+    runs = _load_runs(study)
+    frame = _frame(runs)
+    best = select_best(frame, select)
+    partial = bool((frame["state"] != "done").any())
+    report = Report(out, frame, best, select, partial)
+    write_frame(frame, out / "runs.csv")
+    write_frame(best, out / "best.csv")
+    report.files += [out / "runs.csv", out / "best.csv"]
+
+    folders = {run.plan.path: run.folder for run in runs}
+    samples = {path: images for path in best["run"]
+               if (images := generator_samples(folders[path])) is not None}
+    sections = []
+    for target in sorted({run.plan.target for run in runs}):
+        chosen = [samples[path] for path in best.loc[best["target"] == target, "run"] if path in samples]
+        mine = [run for run in runs if run.plan.target == target]
+        sections.append(_target_section(target, mine, chosen, _metric_keys(mine), out, report.files))
+    best_grids = _best_grids(samples, out, report.files)
+    markdown, page = _documents(study, report, sections, best_grids)
+    atomic.write_text(out / "report.md", markdown)
+    atomic.write_text(out / "report.html", page)
+    report.files += [out / "report.md", out / "report.html"]
+    return report
+
+
+@dataclass
+class _Section:
+    target: int
+    runs: int
+    figures: list[tuple[str, str]]  # (caption, file name)
+
+
+def _target_section(target: int, runs: list[_Run], chosen: list[torch.Tensor], metrics: list[str],
+                    out: Path, files: list[Path]) -> _Section:
+    """Curves across the target's runs, and a row of samples from each selected generator."""
+    histories = [run.history for run in runs if run.history]
+    figures = []
+    plots = [("loss curves", f"curves_target_{target}.png", LOSS_PANELS),
+             ("histogram divergences", f"divergences_target_{target}.png", DIVERGENCE_PANELS)]
+    if metrics:
+        plots.append(("evaluation metrics", f"metrics_target_{target}.png",
+                      tuple((key, (key,)) for key in metrics)))
+    if histories:
+        for caption, name, panels in plots:
+            plot_bands(histories, panels, out / name,
+                       f"target {target}: mean and ±1 std over {len(histories)} run(s)")
+            figures.append((caption, name))
+            files.append(out / name)
+    if chosen:
+        name = f"samples_target_{target}.png"
+        save_grid(torch.cat([images[:GRID_COLUMNS] for images in chosen]), out / name,
+                  columns=GRID_COLUMNS)
+        figures.append((f"samples of the {len(chosen)} selected generator(s), one per row", name))
+        files.append(out / name)
+    return _Section(target, len(runs), figures)
+
+
+def _best_grids(samples: dict[str, torch.Tensor], out: Path, files: list[Path]) -> list[tuple[str, str]]:
+    grids = []
+    for path, images in samples.items():
+        name = f"best_{path.replace('/', '_')}.png"
+        save_grid(images, out / name)
+        grids.append((path, name))
+        files.append(out / name)
+    return grids
+
+
+def _summary(report: Report) -> str:
+    counts = report.runs["state"].value_counts()
+    states = ", ".join(f"{n} {state}" for state, n in counts.items())
+    return f"{len(report.runs)} runs: {states}."
+
+
+def _partial_note(report: Report) -> str:
+    unfinished = int((report.runs["state"] != "done").sum())
+    return (f"Partial results: {unfinished} of {len(report.runs)} runs are not finished (their state "
+            f"is not 'done'); their rows hold the last epoch recorded and the figures the epochs "
+            f"done so far.")
+
+
+def _documents(study: Path, report: Report, sections: list[_Section],
+               best_grids: list[tuple[str, str]]) -> tuple[str, str]:
+    """The same content twice: Markdown with image links, HTML with the images embedded."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    shown = [c for c in SHOWN_COLUMNS if c in report.runs.columns] + _extra(report.runs)
+    select_note = (f"Best run per test and target: the smallest last `{report.select}`"
+                   + (" (k-fold runs: per target)" if report.runs["test"].isna().any() else ""))
+    md = [f"# Study report: {study}", "", f"Written {when}. {_summary(report)}", ""]
+    page = [f"<h1>Study report: {html.escape(str(study))}</h1>",
+            f"<p>Written {when}. {html.escape(_summary(report))}</p>"]
+    if report.partial:
+        md += [f"> **{_partial_note(report)}**", ""]
+        page.append(f'<p class="partial"><strong>{html.escape(_partial_note(report))}</strong></p>')
+    md += ["## Runs", "", _markdown_table(report.runs[shown]), "", "All columns: runs.csv.", ""]
+    page += ["<h2>Runs</h2>", _html_table(report.runs[shown]), "<p>All columns: runs.csv.</p>"]
+    md += ["## Best runs", "", select_note + ".", ""]
+    page += ["<h2>Best runs</h2>", f"<p>{html.escape(select_note)}.</p>"]
+    if report.best.empty:
+        md += [f"No run has recorded {report.select} yet.", ""]
+        page.append(f"<p>No run has recorded {html.escape(report.select)} yet.</p>")
+    else:
+        columns = [c for c in ["run", "test", "target", "state", "epoch", report.select]
+                   if c in report.best.columns]
+        md += [_markdown_table(report.best[columns]), ""]
+        page.append(_html_table(report.best[columns]))
+    for path, name in best_grids:
+        md += [f"![{path}]({name})", ""]
+        page.append(_figure(report.folder / name, f"{path}: its fixed-latent sample grid"))
+    for section in sections:
+        md += [f"## Target {section.target} ({section.runs} runs)", ""]
+        page.append(f"<h2>Target {section.target} ({section.runs} runs)</h2>")
+        for caption, name in section.figures:
+            md += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+            page.append(_figure(report.folder / name, caption))
+    style = ("body{font-family:sans-serif;max-width:1400px;margin:auto}table{border-collapse:collapse;"
+             "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+             ".partial{background:#fff3cd;padding:6px}img{max-width:100%}")
+    document = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>rxwgan study report</title>"
+                f"<style>{style}</style></head><body>\n" + "\n".join(page) + "\n</body></html>\n")
+    return "\n".join(md) + "\n", document
+
+
+def _extra(frame: pd.DataFrame) -> list[str]:
+    """The evaluation metrics' columns (history keys training does not write itself)."""
+    own = {*SPLIT_COLUMNS, *HISTORY_KEYS, "error"}
+    return [c for c in frame.columns if c not in own]
+
+
+def _cell(value: Any) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    rows = [list(frame.columns), ["---"] * len(frame.columns)]
+    rows += [[_cell(v).replace("|", "\\|") for v in record] for record in frame.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in record) + "</tr>"
+                   for record in frame.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")

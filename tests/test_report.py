@@ -1,0 +1,133 @@
+"""The study report: rows, best runs, figures, partial studies, extra metric keys (no Ray needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from rxwgan import atomic
+from rxwgan.cli import main
+from rxwgan.config import TrainConfig
+from rxwgan.demo import write_demo_data
+from rxwgan.errors import RxwganError
+from rxwgan.report import Report, collect_runs, select_best, write_report
+from rxwgan.training import train
+
+# Fake evaluation metric written into the target-0 runs' histories: the smallest picks the best.
+KID = {"fold_0/target_0": 0.30, "fold_1/target_0": 0.10}
+PARTIAL = "fold_0/target_1"
+
+
+class _Killed(Exception):
+    pass
+
+
+def _config(table: Path, study: Path, fold: int, target: int, epochs: int) -> TrainConfig:
+    # An explicit cache: module fixtures run before conftest's per-test RXWGAN_CACHE_DIR.
+    return TrainConfig(input=str(table), output=str(study / f"fold_{fold}" / f"target_{target}"),
+                       model="tiny", epochs=epochs, batch_size=4, n_critic=2, fold=fold, n_splits=2,
+                       target=target, save_for_each=10, disp_for_each=10, precision="fp32",
+                       cache_dir=str(table.parent / "cache"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """Two finished runs of target 0 and one of target 1 stopped after epoch 1 of 2, as
+    `rxwgan train` leaves them."""
+    root = tmp_path_factory.mktemp("report")
+    table = write_demo_data(root / "data", n_images=40, size=32, seed=5)
+    study = root / "study"
+    for fold in (0, 1):
+        train(_config(table, study, fold, 0, epochs=2), log=lambda _: None)
+
+    def die_after_first_epoch(message: str) -> None:
+        if message.startswith("epoch 1/2"):
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(_config(table, study, 0, 1, epochs=2), log=die_after_first_epoch)
+    for path, kid in KID.items():
+        history_file = study / path / "history.json"
+        history = json.loads(history_file.read_text())
+        history["kid"] = [None, kid]  # computed every other epoch, like a real evaluation
+        atomic.write_json(history_file, history)
+    return study
+
+
+@pytest.fixture(scope="module")
+def report(study, tmp_path_factory) -> Report:
+    return write_report(study, tmp_path_factory.mktemp("out") / "report")
+
+
+def test_one_row_per_run_with_last_values_and_states(study):
+    runs = collect_runs(study).set_index("run")
+    assert sorted(runs.index) == ["fold_0/target_0", "fold_0/target_1", "fold_1/target_0"]
+    assert runs.loc[PARTIAL, "state"] == "partial"
+    assert (runs.drop(PARTIAL)["state"] == "done").all()
+    assert runs.loc[PARTIAL, ["epoch", "epochs"]].tolist() == [1, 2]
+    history = json.loads((study / "fold_1/target_0/history.json").read_text())
+    assert runs.loc["fold_1/target_0", "val_kl_rf"] == pytest.approx(history["val_kl_rf"][-1])
+    assert runs.loc["fold_1/target_0", "kid"] == pytest.approx(0.10)
+    assert np.isnan(runs.loc[PARTIAL, "kid"])
+
+
+def test_report_files_mark_a_partial_study(report):
+    names = {p.name for p in report.folder.iterdir()}
+    for target in (0, 1):
+        assert {f"curves_target_{target}.png", f"divergences_target_{target}.png",
+                f"samples_target_{target}.png"} <= names
+    assert "metrics_target_0.png" in names and "metrics_target_1.png" not in names
+    assert {"runs.csv", "best.csv", "report.md", "report.html"} <= names
+    assert len(pd.read_csv(report.folder / "runs.csv")) == 3
+    assert report.partial
+    markdown = report.markdown.read_text()
+    assert "Partial results: 1 of 3 runs" in markdown
+    assert re.search(r"\| fold_0/target_1 \| 1 \| partial \| 1 \| 2 \|", markdown)
+    page = report.html.read_text()
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "Partial results" in page
+
+
+def test_best_run_by_val_kl_rf_shows_its_own_sample_grid(study, report):
+    runs = collect_runs(study)
+    mine = runs[runs["target"] == 0]
+    winner = mine.loc[mine["val_kl_rf"].idxmin(), "run"]
+    best = report.best.set_index("target")
+    assert best.loc[0, "run"] == winner
+    assert best.loc[1, "run"] == PARTIAL  # the only run of target 1, marked partial
+    # The grid is the winner's fixed-latent samples: the run's own last picture of them.
+    grid = np.asarray(Image.open(report.folder / f"best_{winner.replace('/', '_')}.png"))
+    own = np.asarray(Image.open(study / winner / "fake_samples_epoch_2.png"))
+    assert np.array_equal(grid, own)
+
+
+def test_cli_selects_an_evaluation_metric_into_the_study(study, capsys):
+    assert main(["report", str(study), "--select", "kid"]) == 0
+    assert "partial results" in capsys.readouterr().out
+    best = pd.read_csv(study / "report" / "best.csv").set_index("target")
+    assert best.loc[0, "run"] == "fold_1/target_0"
+    assert 1 not in best.index  # no run of target 1 has a kid yet
+    assert (study / "report" / "report.html").is_file()
+
+
+def test_unknown_select_key_is_refused(study, tmp_path):
+    with pytest.raises(RxwganError, match="--select fid"):
+        write_report(study, tmp_path / "r", select="fid")
+    assert main(["report", str(study), "-o", str(tmp_path / "r2"), "--select", "fid"]) == 2
+    assert not (tmp_path / "r").exists()
+
+
+def test_best_is_chosen_per_test_and_target():
+    frame = pd.DataFrame({
+        "run": ["a", "b", "c", "d", "e"], "test": [0, 0, 1, 1, 1], "target": [1, 1, 1, 1, 0],
+        "val_kl_rf": [0.5, 0.2, 0.9, 0.4, np.nan],
+    })
+    best = select_best(frame)
+    assert sorted(best["run"]) == ["b", "d"]  # e has no value yet
