@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from rxwgan import __version__
-from rxwgan.cli import data, generate, sweep, train
+from rxwgan.cli import data, evaluate, generate, sweep, train
 from rxwgan.cli.common import OneLineParser, run
 
-VERB_GROUPS = (data, train, sweep, generate)
+VERB_GROUPS = (data, train, sweep, generate, evaluate)
 
 
 def build_parser() -> OneLineParser:

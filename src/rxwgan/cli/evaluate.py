@@ -1,0 +1,153 @@
+"""The ``evaluate`` verb: how close synthetic X-rays are to real ones, in numbers.
+
+Prints a small table (every number beside the sample sizes it came from, the feature
+space, and the caveats) and with ``--json`` writes all of it with the versions used.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rxwgan.cli.common import add_table_flags, refuse_existing
+
+_SPREAD = {"kid": "kid_std"}
+# Spelled out, not imported: building the parser must not import torch (rxwgan --help
+# stays instant). A test checks they match rxwgan.metrics.
+FEATURE_CHOICES = ("auto", "xrv", "inception", "trained", "random")
+DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "hist")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rxwgan import atomic
+    from rxwgan.devices import resolve_device
+    from rxwgan.metrics import compute_metrics, versions
+
+    out = Path(args.json) if args.json else None
+    if out is not None:
+        refuse_existing(out, args.overwrite)
+    result = compute_metrics(
+        args.real, args.fake, args.metrics, args.features, weights=args.weights, n=args.n,
+        seed=args.seed, size=args.size, cache_dir=args.cache_dir, device=resolve_device(args.device),
+        **_table_options(args))
+    print(format_report(result))
+    if out is not None:
+        packages = {"xrv": ("torchxrayvision",), "inception": ("torch-fidelity",)}
+        extra = packages.get(result.get("features"), ())
+        atomic.write_json(out, report_json(result, args.seed, versions(extra)))
+        print(f"wrote {out}")
+    return 0
+
+
+def _table_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Row selection for a table ``--real``; only what the user set, so other sets refuse it."""
+    from rxwgan.splits import SplitSpec
+
+    options: dict[str, Any] = {}
+    if any(v is not None for v in (args.fold, args.n_splits, args.test, args.sort)):
+        spec = SplitSpec(fold=args.fold, n_splits=args.n_splits, test=args.test, sort=args.sort,
+                         seed=args.split_seed)
+        spec.check()
+        options["split"] = spec
+    if args.partition is not None:
+        options["partition"] = args.partition
+    if args.target is not None:
+        options["target"] = args.target
+    if str(args.real).lower().endswith(".csv"):
+        options.update(path_column=args.path_column, target_column=args.target_column)
+    return options
+
+
+def _numbers(result: dict[str, Any]) -> dict[str, float]:
+    skip = {"n_real", "n_fake", "image_size", "feature_dim"}
+    return {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in skip}
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The terminal table: value, spread where there is one, and the sizes behind each number."""
+    lines = [f"real:     {result['sets']['real']['label']}",
+             f"fake:     {result['sets']['fake']['label']}"]
+    if "feature_space" in result:
+        lines.append(f"features: {result['feature_space']['description']}")
+    lines.append(f"{'metric':<16}{'value':>12}{'std':>10}{'n_real':>8}{'n_fake':>8}")
+    spreads = set(_SPREAD.values())
+    for key, value in _numbers(result).items():
+        if key in spreads or key in ("kid_subset_size", "nearest_k", "hist_n"):
+            continue
+        spread = result.get(_SPREAD.get(key, ""), None)
+        hist = key[:2] in ("kl", "js", "l1", "l2") and key[-3:] in ("_rr", "_rf")
+        n_real = result["hist_n"] if hist else result["n_real"]
+        n_fake = result["hist_n"] if hist else result["n_fake"]
+        shown = f"{spread:>10.4g}" if spread is not None else " " * 10
+        lines.append(f"{key:<16}{value:>12.5g}{shown}{n_real:>8}{n_fake:>8}")
+    details = []
+    if "kid_subset_size" in result:
+        details.append(f"KID over subsets of {result['kid_subset_size']}")
+    if "nearest_k" in result:
+        details.append(f"k-NN manifolds with k={result['nearest_k']}")
+    if "hist_n" in result:
+        details.append(f"histograms over {result['hist_n']} x {result['hist_n']} image pairs")
+    if details:
+        lines.append("(" + "; ".join(details) + ")")
+    lines += [f"note: {note}" for note in result["notes"]]
+    return "\n".join(lines)
+
+
+def report_json(result: dict[str, Any], seed: int, found_versions: dict[str, str]) -> dict[str, Any]:
+    """Every number, the sample sizes, the sets, the feature space and the versions."""
+    report = {
+        "metrics": _numbers(result),
+        "n_real": result["n_real"],
+        "n_fake": result["n_fake"],
+        "image_size": result["image_size"],
+        "seed": seed,
+        "sets": result["sets"],
+        "notes": result["notes"],
+        "versions": found_versions,
+    }
+    if "feature_space" in result:
+        report["features"] = result["feature_space"]
+    return report
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    """Add ``evaluate``."""
+    parser = verbs.add_parser("evaluate", help="FID, KID, precision/recall, density/coverage and "
+                              "histogram divergences of synthetic against real images")
+    parser.add_argument("--real", required=True, help="the real images: a table (.csv) or a folder")
+    parser.add_argument("--fake", required=True,
+                        help="the synthetic images: a generator file, a table (.csv) or a folder")
+    parser.add_argument("-n", type=int, default=1000,
+                        help="images sampled from a generator, or at most used from a fake table "
+                             "or folder (default 1000)")
+    parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                        help=f"comma-separated, from {', '.join(DEFAULT_METRICS)} (or prdc, or single "
+                             f"keys such as precision); default all")
+    parser.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
+                        help="feature space: xrv (needs torchxrayvision and its weights), inception "
+                             "(needs torch-fidelity and its weights), trained (an encoder fitted to "
+                             "the real table), random (tests only); auto: xrv if usable, else trained")
+    parser.add_argument("--weights", help="weights file (or folder) for --features xrv or inception")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="sampling seed (latents, picks, KID subsets, the trained encoder)")
+    parser.add_argument("--size", type=int,
+                        help="compare at this many pixels (default: the generator's size, else 128)")
+    parser.add_argument("--fold", type=int, help="real table, k-fold scheme: the fold")
+    parser.add_argument("--n_splits", "--n-splits", dest="n_splits", type=int,
+                        help="real table, k-fold scheme: number of folds")
+    parser.add_argument("--test", type=int, help="real table, stratified scheme: test fold 0..9")
+    parser.add_argument("--sort", type=int, help="real table, stratified scheme: validation fold 0..9")
+    parser.add_argument("--split-seed", "--split_seed", dest="split_seed", type=int, default=512,
+                        help="splitter seed (default 512, as in training)")
+    parser.add_argument("--partition", choices=["train", "val", "test", "all"],
+                        help="real rows of the split to use (default: val with a split, else all)")
+    parser.add_argument("-t", "--target", type=int, help="real rows of this class only (0 or 1)")
+    add_table_flags(parser)
+    parser.add_argument("--json", help="write every number, sample size, and version here")
+    parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir",
+                        help="cache folder (decoded images, real-set features, trained encoders)")
+    parser.add_argument("--device", default="cpu",
+                        help="device for xrv/inception features: cpu (default), auto, cuda, cuda:N")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    parser.set_defaults(handler=cmd_evaluate)

@@ -1,0 +1,130 @@
+"""Metrics registered by name: what each computes, from what, and under which output keys.
+
+A metric takes ``MetricInputs`` (both sets' features and pixels, and the options) and
+returns a flat dict of numbers. ``--metrics fid,kid,pr,dc,hist`` picks them; single
+names such as ``precision`` or ``coverage`` select the metric that reports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+from rxwgan.errors import RxwganError
+from rxwgan.metrics import distances
+
+
+@dataclass
+class MetricInputs:
+    """Everything a metric may use; ``*_features`` are None when no metric needs them."""
+
+    real_images: Tensor
+    fake_images: Tensor
+    real_features: Tensor | None = None
+    fake_features: Tensor | None = None
+    seed: int = 0
+    options: dict = field(default_factory=dict)
+    shared: dict = field(default_factory=dict)  # results one metric computes for another
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    keys: tuple[str, ...]
+    uses_features: bool
+    summary: str
+    compute: Callable[[MetricInputs], dict[str, float]]
+
+
+METRICS: dict[str, Metric] = {}
+DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "hist")
+
+
+def register(name: str, keys: tuple[str, ...], summary: str, uses_features: bool = True):
+    """Decorator adding a metric under ``name``; its keys become aliases too."""
+
+    def decorator(fn: Callable[[MetricInputs], dict[str, float]]):
+        METRICS[name] = Metric(name, keys, uses_features, summary, fn)
+        return fn
+
+    return decorator
+
+
+def available_metrics() -> list[str]:
+    return list(METRICS)
+
+
+def resolve_metrics(names: str | Iterable[str]) -> list[Metric]:
+    """Metrics for names like ``"fid,kid"`` or ``["pr", "coverage"]``, each once, in order."""
+    if isinstance(names, str):
+        names = names.split(",")
+    by_key = {key: metric for metric in METRICS.values() for key in metric.keys}
+    chosen: list[Metric] = []
+    unknown = []
+    for raw in names:
+        name = raw.strip().lower()
+        if name == "prdc":
+            candidates = [METRICS["pr"], METRICS["dc"]]
+        elif name in METRICS:
+            candidates = [METRICS[name]]
+        elif name in by_key:
+            candidates = [by_key[name]]
+        else:
+            unknown.append(raw.strip() or "''")
+            continue
+        chosen += [metric for metric in candidates if metric not in chosen]
+    if unknown or not chosen:
+        raise RxwganError(f"--metrics: unknown metric(s) {', '.join(unknown) or 'none given'} "
+                          f"(available: {', '.join(METRICS)}, or prdc)")
+    return chosen
+
+
+@register("fid", ("fid",), "Fréchet distance between Gaussians fitted to the features (lower is better)")
+def _fid(inputs: MetricInputs) -> dict[str, float]:
+    return {"fid": distances.fid(inputs.real_features, inputs.fake_features)}
+
+
+@register("kid", ("kid", "kid_std", "kid_subset_size"),
+          "unbiased kernel distance, mean and std over subsets (lower is better; ~0 for equal sets)")
+def _kid(inputs: MetricInputs) -> dict[str, float]:
+    mean, std, size = distances.kid(inputs.real_features, inputs.fake_features,
+                                    subsets=inputs.options.get("kid_subsets", distances.KID_SUBSETS),
+                                    subset_size=inputs.options.get("kid_subset_size"), seed=inputs.seed)
+    return {"kid": mean, "kid_std": std, "kid_subset_size": size}
+
+
+@register("pr", ("precision", "recall"),
+          "k-NN manifold precision (fakes on the real manifold) and recall (reals covered)")
+def _pr(inputs: MetricInputs) -> dict[str, float]:
+    values = _prdc(inputs)
+    return {"precision": values["precision"], "recall": values["recall"]}
+
+
+@register("dc", ("density", "coverage"),
+          "density (fakes per real k-NN ball, ~1 when matched) and coverage (reals with a fake nearby)")
+def _dc(inputs: MetricInputs) -> dict[str, float]:
+    values = _prdc(inputs)
+    return {"density": values["density"], "coverage": values["coverage"]}
+
+
+def _prdc(inputs: MetricInputs) -> dict[str, float]:
+    """One k-NN computation serves both ``pr`` and ``dc``."""
+    if "prdc" not in inputs.shared:
+        inputs.shared["prdc"] = distances.prdc(inputs.real_features, inputs.fake_features,
+                                               inputs.options.get("nearest_k", distances.NEAREST_K))
+    return inputs.shared["prdc"]
+
+
+_HIST_KEYS = tuple(f"{name}_{pair}" for name in ("kl", "js", "l1", "l2") for pair in ("rr", "rf"))
+
+
+@register("hist", (*_HIST_KEYS, "hist_n"),
+          "the old tool's intensity-histogram kl/js and pixel l1/l2, mean over image pairs",
+          uses_features=False)
+def _hist(inputs: MetricInputs) -> dict[str, float]:
+    values, n = distances.hist(inputs.real_images, inputs.fake_images,
+                               inputs.options.get("hist_max_images", distances.HIST_MAX_IMAGES),
+                               seed=inputs.seed)
+    return {**values, "hist_n": n}
