@@ -93,18 +93,19 @@ def penalty_agreement(critic, real: torch.Tensor) -> dict:
                                 fake.contiguous(memory_format=torch.channels_last),
                                 generator=torch.Generator().manual_seed(1)).item()
     critic.train()
-    return {"gp_fp32": round(fp32, 5), "gp_bf16": round(bf16, 5),
-            "gp_bf16_relative_gap": round(abs(bf16 - fp32) / abs(fp32), 4)}
+    return {"gp_fp32": round(fp32, 6), "gp_bf16": round(bf16, 6),
+            "gp_bf16_relative_gap": float(f"{abs(bf16 - fp32) / abs(fp32):.2e}")}
 
 
 def run(repeats: int = 5, warmup: int = 2) -> dict:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        table = write_demo_data(Path(tmp) / "d", n_images=40, size=128, seed=0)
+        table = write_demo_data(Path(tmp) / "d", n_images=80, size=128, seed=0)
         config = TrainConfig(input=str(table), output=str(Path(tmp) / "run"), model="v1", fold=0,
                              n_splits=2, batch_size=BATCH, n_critic=1, progress=False,
                              cache_dir=str(Path(tmp) / "cache"))
         trainer = Trainer(config, log=lambda _: None)
+        assert len(trainer.train_images) >= BATCH, "the bench needs a full batch of training images"
         order = torch.arange(len(trainer.train_images))
 
         def load_batch() -> torch.Tensor:
@@ -142,7 +143,7 @@ def run(repeats: int = 5, warmup: int = 2) -> dict:
         agreement = penalty_agreement(build_critic("v1"), real)
 
     ref_s, our_s = statistics.median(ref_times), statistics.median(our_times)
-    return {**agreement, 
+    return {**agreement,
         "model": "v1 (128 px)", "batch": BATCH, "torch_threads": torch.get_num_threads(),
         "precision": trainer.precision, "cpu_bf16": cpu_supports_bf16(),
         "reference_fp32_step_s": round(ref_s, 3), "rxwgan_step_s": round(our_s, 3),

@@ -111,7 +111,8 @@ def test_train_bad_input_is_one_line(tmp_path, capsys):
 def test_train_starts_from_the_old_tools_keras_files(tmp_path, capsys):
     table = write_demo_data(tmp_path / "d", n_images=24, size=128, seed=1)
     code = main(["train", "-i", str(table), "-o", str(tmp_path / "run"), "--fold", "0", "--n_splits", "4",
-                 "-g", str(FIXTURES / "keras_v1" / "generator.h5"), "-c", str(FIXTURES / "keras_v1" / "critic.h5"),
+                 "-g", str(FIXTURES / "keras_v1" / "generator.h5"),
+                 "-c", str(FIXTURES / "keras_v1" / "critic.h5"),
                  "--epochs", "1", "--batch_size", "4", "--n_critic", "1", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     assert load_model(tmp_path / "run" / "generator_trained", role="generator").arch == "v1"

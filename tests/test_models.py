@@ -188,3 +188,38 @@ def test_channels_last_matches_contiguous() -> None:
         scores_cl = critic(images.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(images_cl, images, atol=1e-5, rtol=0)
     torch.testing.assert_close(scores_cl, scores, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5])
+def test_dropout_rate_scale_and_modes(p: float) -> None:
+    from rxwgan.models.legacy import Dropout
+
+    layer = Dropout(p).train()
+    x = torch.ones(8, 16, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = layer(x)
+    assert abs((y == 0).float().mean().item() - p) < 0.01
+    assert abs(y.mean().item() - 1.0) < 0.02  # inverted dropout keeps the expectation
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert not torch.equal(layer(x), y) or p == 0.0  # a fresh mask each call
+    assert torch.equal(layer.eval()(x), x)
+
+
+def test_dropout_mask_has_no_pattern_across_channels() -> None:
+    from rxwgan.models.legacy import Dropout
+
+    kept = (Dropout(0.5).train()(torch.ones(4, 64, 16, 16)) != 0).float()
+    per_position = kept.mean(dim=(0, 1))  # each of 256 positions over 256 draws
+    assert per_position.min() > 0.3 and per_position.max() < 0.7
+    neighbours = (kept.flatten()[:-1] == kept.flatten()[1:]).float().mean().item()
+    assert abs(neighbours - 0.5) < 0.02  # consecutive draws independent
+
+
+def test_dropout_passes_double_backward() -> None:
+    from rxwgan.models.legacy import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(0.3).train()
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    (grad,) = torch.autograd.grad((layer(x) ** 2).sum(), x, create_graph=True)
+    grad.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -82,11 +82,19 @@ def test_rerun_of_a_finished_run_does_nothing(demo_table, tmp_path):
     assert (tmp_path / "run" / "checkpoint.json").read_text() == before
 
 
-def test_longer_epochs_continue_exactly(demo_table, tmp_path):
-    train(config(demo_table, tmp_path / "straight"), log=quiet)
-    train(config(demo_table, tmp_path / "split", epochs=2), log=quiet)
-    train(config(demo_table, tmp_path / "split"), log=quiet)  # --epochs 4 on the same folder
-    assert_same_run(tmp_path / "straight", tmp_path / "split")
+@pytest.fixture(scope="module")
+def straight_run(demo_table, tmp_path_factory) -> Path:
+    """4 epochs never interrupted: what every resumed run must reproduce exactly."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    done = cli(train_args(demo_table, out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_longer_epochs_continue_exactly(demo_table, straight_run, tmp_path):
+    assert cli(train_args(demo_table, tmp_path / "split", "--epochs", "2")).returncode == 0
+    assert cli(train_args(demo_table, tmp_path / "split")).returncode == 0  # --epochs 4, same folder
+    assert_same_run(straight_run, tmp_path / "split")
 
 
 KILLER = """
@@ -117,10 +125,7 @@ def train_args(table: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
-def test_killed_run_resumes_to_the_same_result(demo_table, tmp_path, sig):
-    straight = cli(train_args(demo_table, tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr
-
+def test_killed_run_resumes_to_the_same_result(demo_table, straight_run, tmp_path, sig):
     killed = cli(train_args(demo_table, tmp_path / "killed"), KILLER.format(signal=sig))
     pointer = json.loads((tmp_path / "killed" / "checkpoint.json").read_text())
     if sig == "SIGKILL":
@@ -135,7 +140,7 @@ def test_killed_run_resumes_to_the_same_result(demo_table, tmp_path, sig):
     again = cli(train_args(demo_table, tmp_path / "killed"))
     assert again.returncode == 0, again.stderr
     assert "resuming from the checkpoint" in again.stdout
-    assert_same_run(tmp_path / "straight", tmp_path / "killed")
+    assert_same_run(straight_run, tmp_path / "killed")
 
 
 def test_old_style_restart_from_epoch_files(demo_table, tmp_path):
@@ -217,3 +222,21 @@ def test_legacy_run_wgangp_entry_point(demo_table, tmp_path, monkeypatch, capsys
     assert len(history["train_gen_loss"]) == 2 and None not in history["train_gen_loss"]
     assert (tmp_path / "out" / "generator_epoch_1.safetensors").is_file()
     assert json.loads((tmp_path / "out" / "config.json").read_text())["split"] == "fold_1"
+
+
+def test_eval_for_each_adds_metrics_to_history(demo_table, tmp_path):
+    cfg = config(demo_table, tmp_path / "run", epochs=2, eval_for_each=2, eval_metrics=("kid", "pr"),
+                 eval_features="random", n_splits=2)
+    history = train(cfg, log=quiet).history
+    assert history["kid"][0] is None and history["kid"][1] is not None
+    assert history["precision"][1] is not None and history["n_real"][1] == history["n_fake"][1] > 0
+    assert all(len(history[key]) == 2 for key in HISTORY_KEYS)  # old keys unchanged
+    tags = {p.name for p in (tmp_path / "run" / "tensorboard").iterdir()}
+    assert tags  # event file written
+
+
+def test_eval_refusals_before_training(demo_table, tmp_path):
+    with pytest.raises(RxwganError, match="nope"):
+        train(config(demo_table, tmp_path / "run", eval_for_each=1, eval_metrics=("nope",)), log=quiet)
+    with pytest.raises(RxwganError, match="needs at least 6 validation images of target 1; fold_0 has 4"):
+        train(config(demo_table, tmp_path / "run2", eval_for_each=1), log=quiet)

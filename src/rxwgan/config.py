@@ -45,6 +45,9 @@ class TrainConfig:
     dropout: float | None = None  # None: the architecture's default
     save_for_each: int = 50
     disp_for_each: int = 50
+    eval_for_each: int = 0  # 0: no evaluation metrics during training
+    eval_metrics: tuple[str, ...] = ("kid", "pr")
+    eval_features: str = "auto"
     history: str | None = None
     start_from_epoch: int = 1
     precision: str = "auto"
@@ -84,6 +87,8 @@ class TrainConfig:
             raise RxwganError(f"--dropout must be in [0, 1), not {self.dropout}")
         if self.precision not in PRECISIONS:
             raise RxwganError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.eval_for_each < 0:
+            raise RxwganError(f"--eval_for_each must be 0 or more, not {self.eval_for_each}")
         if self.start_from_epoch < 1:
             raise RxwganError(f"--start_from_epoch must be at least 1, not {self.start_from_epoch}")
         if self.start_from_epoch > self.epochs:
@@ -98,14 +103,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["betas"] = list(self.betas)
+        data["eval_metrics"] = list(self.eval_metrics)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
-        if "betas" in values:
-            values["betas"] = tuple(values["betas"])
+        for name in ("betas", "eval_metrics"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def identity(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ RUN_FILE_PATTERNS = ("config.json", POINTER, "history.json", "history_epoch_*.js
                      "generator_epoch_*", "critic_epoch_*", "generator_trained*", "critic_trained*",
                      "fake_samples_epoch_*.png", "loss_curves.png", "split.csv")
 GRID_SIDE = 5
+MIN_EVAL_IMAGES = 6  # precision/recall look at 5 nearest neighbours
 Log = Callable[[str], None]
 
 
@@ -209,6 +210,14 @@ class Trainer:
             self.log(f"resuming from the checkpoint in {self.out} ({where})")
         elif config.start_from_epoch > 1:
             self._restore_legacy_history()
+        if config.eval_for_each:
+            from rxwgan.metrics.registry import resolve_metrics
+
+            resolve_metrics(list(config.eval_metrics))  # an unknown name fails now, not at epoch N
+            available = 0 if self.val_images is None else len(self.val_images)
+            if available < MIN_EVAL_IMAGES:
+                raise RxwganError(f"--eval_for_each needs at least {MIN_EVAL_IMAGES} validation images "
+                                  f"of target {config.target}; {config.split.name} has {available}")
         self._write_config()
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
@@ -274,6 +283,7 @@ class Trainer:
                     start = time.perf_counter()
                     values = self._train_epoch(epoch)
                     values.update(self._validate())
+                    values.update(self._evaluate(epoch))
                     self._end_epoch(epoch, values, time.perf_counter() - start, writer)
                     if self.stop_requested and epoch < config.epochs:
                         raise _Stop
@@ -384,15 +394,31 @@ class Trainer:
         empty.update({f"val_{key}": sums[key] / counts[key] for key in counts})
         return empty
 
+    def _evaluate(self, epoch: int) -> dict[str, float]:
+        """--eval_for_each: KID, precision/recall... of the generator against the validation rows."""
+        config = self.config
+        if not config.eval_for_each or epoch % config.eval_for_each or self.val_images is None:
+            return {}
+        from rxwgan.metrics import evaluate_generator
+
+        results = evaluate_generator(self.generator, self.val_images.float().contiguous().cpu(),
+                                     list(config.eval_metrics), config.eval_features, seed=config.seed,
+                                     cache_key=f"{self.out.resolve()}:val")
+        return {key: float(value) for key, value in results.items()}
+
     def _end_epoch(self, epoch: int, values: dict[str, float | None], seconds: float,
                    writer: Any) -> None:
         config = self.config
         self.epoch = epoch
-        for key in HISTORY_KEYS:
-            self.history.setdefault(key, []).append(values.get(key))
+        for key in [*HISTORY_KEYS, *(k for k in self.history if k not in HISTORY_KEYS),
+                    *(k for k in values if k not in self.history and k not in HISTORY_KEYS)]:
+            column = self.history.setdefault(key, [])
+            column.extend([None] * (epoch - 1 - len(column)))  # a key first seen now (evaluation)
+            column.append(values.get(key))
         for key, value in values.items():
             if value is not None:
-                writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+                tag = key.replace("_", "/", 1) if key.startswith(("train_", "val_")) else f"eval/{key}"
+                writer.add_scalar(tag, value, epoch)
         if epoch % config.save_for_each == 0:
             save_model(self.generator, self.out / f"generator_epoch_{epoch}.safetensors")
             save_model(self.critic, self.out / f"critic_epoch_{epoch}.safetensors")
@@ -480,8 +506,10 @@ def _epoch_line(epoch: int, epochs: int, values: dict[str, float | None], second
 
     return (f"epoch {epoch}/{epochs}  critic {show('train_critic_loss')}  gen {show('train_gen_loss')}"
             f"  gp {show('train_reg_loss')} | val critic {show('val_critic_loss')}  gen "
-            f"{show('val_gen_loss')}  kl_rf {show('val_kl_rf')}  js_rf {show('val_js_rf')} | "
-            f"{seconds:.1f} s")
+            f"{show('val_gen_loss')}  kl_rf {show('val_kl_rf')}  js_rf {show('val_js_rf')}"
+            + (f" | kid {show('kid')}" if "kid" in values else "")
+            + (f"  fid {show('fid')}" if "fid" in values else "")
+            + f" | {seconds:.1f} s")
 
 
 def _summary_writer(folder: Path, purge_step: int) -> Any:

@@ -70,6 +70,12 @@ def add_loop_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, help="dropout rate (default: the architecture's)")
     parser.add_argument("--save_for_each", "--save-for-each", dest="save_for_each", type=int, default=50)
     parser.add_argument("--disp_for_each", "--disp-for-each", dest="disp_for_each", type=int, default=50)
+    parser.add_argument("--eval_for_each", "--eval-for-each", dest="eval_for_each", type=int, default=0,
+                        help="every N epochs, evaluate the generator against the validation rows")
+    parser.add_argument("--eval_metrics", "--eval-metrics", dest="eval_metrics", default="kid,pr",
+                        help="metrics for --eval_for_each (fid, kid, pr, dc, hist)")
+    parser.add_argument("--eval_features", "--eval-features", dest="eval_features", default="auto",
+                        help="feature space for --eval_for_each (auto, xrv, inception, trained, random)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
@@ -83,6 +89,7 @@ def train_config(args: argparse.Namespace):
 
     values = {name: getattr(args, name) for name in TrainConfig.__dataclass_fields__ if hasattr(args, name)}
     values["betas"] = tuple(values["betas"])
+    values["eval_metrics"] = tuple(m.strip() for m in values["eval_metrics"].split(",") if m.strip())
     config = TrainConfig(**values)
     if config.test is None and config.sort is None:
         # The old README's example, --fold 0 --n_splits 5, when either is left out.
