@@ -2,9 +2,10 @@
 
 A "step" is what the old tool did per batch: one critic step (with gradient penalty)
 and one generator step. The reference below is the plain PyTorch port of that step
-(NCHW contiguous, fp32, nothing else); rxwgan's step is the training loop's own code
-(`Trainer.critic_step` + `Trainer.generator_step`, channels-last, bf16 autocast where
-the CPU has it, history divergences included). Same model, same batch, same machine,
+(NCHW contiguous, fp32, torch's nn.Dropout, three critic calls); rxwgan's step is the
+training loop's own code (`Trainer.critic_step` + `Trainer.generator_step`:
+channels-last, bf16 autocast where the CPU has it, one batched critic call, our
+dropout masks, history divergences included). Same model, same batch, same machine,
 one run. Also reported: the data-loading and history-metric shares of rxwgan's step,
 its achieved GFLOP/s, and the machine's fp32 matmul GFLOP/s as a ceiling.
 """
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
@@ -25,6 +27,7 @@ from rxwgan.demo import write_demo_data
 from rxwgan.devices import cpu_supports_bf16
 from rxwgan.losses import critic_loss, generator_loss, gradient_penalty
 from rxwgan.models import build_critic, build_generator
+from rxwgan.models.legacy import Dropout
 from rxwgan.training import Trainer, _unit_divergences
 
 BATCH = 16
@@ -64,6 +67,16 @@ class FlopCount(TorchDispatchMode):
         if formula is not None:
             self.total += formula(*args, **kwargs, out_val=out)
         return out
+
+
+def plain_port(module: nn.Module) -> nn.Module:
+    """The same network with torch's own nn.Dropout, as a plain port would have it."""
+    for name, child in module.named_children():
+        if isinstance(child, Dropout):
+            setattr(module, name, nn.Dropout(child.p))
+        else:
+            plain_port(child)
+    return module
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -115,7 +128,7 @@ def run(repeats: int = 5, warmup: int = 2) -> dict:
             trainer.critic_step(load_batch(), 1, 0)
             trainer.generator_step(BATCH, 1, 0)
 
-        generator, critic = build_generator("v1"), build_critic("v1")
+        generator, critic = plain_port(build_generator("v1")), plain_port(build_critic("v1"))
         opt_g = torch.optim.Adam(generator.parameters(), 1e-4, betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(critic.parameters(), 1e-4, betas=(0.5, 0.9))
         real = load_batch().float().contiguous()

@@ -95,7 +95,8 @@ class Dropout(nn.Module):
         words = torch.empty(-(-x.numel() // 4), dtype=torch.int64, device=x.device)
         words.random_(**{"from": -(1 << 63), "to": None})  # all 64 bits, sign bit included
         draws = words.view(torch.int16)[: x.numel()].as_strided(x.shape, x.stride())
-        return torch.where(draws >= self.threshold, x * self.scale, 0.0)
+        keep = (draws >= self.threshold).to(x.dtype).mul_(self.scale)  # 0 or 1/(1-p), one pass
+        return x * keep
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
