@@ -14,6 +14,19 @@ def write_png(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def tiny_model_files(folder: Path, seed: int) -> dict[str, Path]:
+    """A freshly initialised ``tiny`` generator and critic saved as model files."""
+    import torch
+
+    from rxwgan.models import build_critic, build_generator, save_model
+
+    torch.manual_seed(seed)
+    paths = {"generator": folder / "generator.safetensors", "critic": folder / "critic.safetensors"}
+    save_model(build_generator("tiny"), paths["generator"])
+    save_model(build_critic("tiny"), paths["critic"])
+    return paths
+
+
 def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2",
                 slope: float | None = None, intercept: float | None = None,
                 window: tuple[float, float] | None = None) -> Path:

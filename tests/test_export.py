@@ -11,22 +11,18 @@ import pytest
 import torch
 
 import rxwgan.export as export_module
+from helpers import tiny_model_files
 from rxwgan.cli import main
 from rxwgan.errors import RxwganError
 from rxwgan.export import export_onnx
-from rxwgan.models import build_critic, build_generator, load_model, save_model
+from rxwgan.models import load_model
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras_v1"
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(1)
-    paths = {"generator": folder / "generator.safetensors", "critic": folder / "critic.safetensors"}
-    save_model(build_generator("tiny"), paths["generator"])
-    save_model(build_critic("tiny"), paths["critic"])
-    return paths
+    return tiny_model_files(tmp_path_factory.mktemp("models"), seed=1)
 
 
 def run_onnx(path: Path, z: np.ndarray) -> np.ndarray:

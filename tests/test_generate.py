@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 
 import rxwgan.generate as generate_module
+from helpers import tiny_model_files
 from rxwgan.cli import main
 from rxwgan.errors import RxwganError
 from rxwgan.generate import generate, latent_vectors, mix_tables, synthetic_images
-from rxwgan.models import build_critic, build_generator, file_sha256, save_model
+from rxwgan.models import file_sha256
 from rxwgan.table import md5_of_file, read_table
 
 KERAS_V1 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras_v1" / "generator.h5"
@@ -23,12 +24,7 @@ N, BATCH = 20, 8
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    paths = {"generator": folder / "generator.safetensors", "critic": folder / "critic.safetensors"}
-    save_model(build_generator("tiny"), paths["generator"])
-    save_model(build_critic("tiny"), paths["critic"])
-    return paths
+    return tiny_model_files(tmp_path_factory.mktemp("models"), seed=0)
 
 
 @pytest.fixture(scope="module")

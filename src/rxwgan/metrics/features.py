@@ -103,17 +103,27 @@ class EncoderSpace(FeatureSpace):
         return self.network.embed(resize(batch, self.size))
 
 
-class XrvSpace(FeatureSpace):
-    name = "xrv"
+class PretrainedSpace(FeatureSpace):
+    """A published network loaded from a user's weights file, keyed by that file's content."""
+
     batch_size = 32
+    dim: int
+    package: str
+    description: str
 
     def __init__(self, model: nn.Module, weights: Path, device: torch.device, version: str):
         digest = file_sha256(weights)
-        super().__init__(f"xrv-v1-{digest[:16]}", 1024,
-                         "xrv: torchxrayvision DenseNet-121 (densenet121-res224-all), pooled, 1024-d",
-                         {"weights": str(weights), "weights_sha256": digest,
-                          "torchxrayvision": version}, device)
+        super().__init__(f"{self.name}-v1-{digest[:16]}", self.dim, self.description,
+                         {"weights": str(weights), "weights_sha256": digest, self.package: version},
+                         device)
         self.model = model.to(device).eval()
+
+
+class XrvSpace(PretrainedSpace):
+    name = "xrv"
+    dim = 1024
+    package = "torchxrayvision"
+    description = "xrv: torchxrayvision DenseNet-121 (densenet121-res224-all), pooled, 1024-d"
 
     def _extract(self, batch: Tensor) -> Tensor:
         x = resize(batch * XRV_RANGE, XRV_SIZE)
@@ -121,17 +131,11 @@ class XrvSpace(FeatureSpace):
         return F.adaptive_avg_pool2d(maps, 1).flatten(1)
 
 
-class InceptionSpace(FeatureSpace):
+class InceptionSpace(PretrainedSpace):
     name = "inception"
-    batch_size = 32
-
-    def __init__(self, model: nn.Module, weights: Path, device: torch.device, version: str):
-        digest = file_sha256(weights)
-        super().__init__(f"inception-v1-{digest[:16]}", 2048,
-                         "inception: Inception-v3 FID network (torch-fidelity), pool3, 2048-d",
-                         {"weights": str(weights), "weights_sha256": digest,
-                          "torch_fidelity": version}, device)
-        self.model = model.to(device).eval()
+    dim = 2048
+    package = "torch_fidelity"
+    description = "inception: Inception-v3 FID network (torch-fidelity), pool3, 2048-d"
 
     def _extract(self, batch: Tensor) -> Tensor:
         # The FID network takes 8-bit RGB and resizes to 299 px itself (as papers did).
