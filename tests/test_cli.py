@@ -116,3 +116,16 @@ def test_train_starts_from_the_old_tools_keras_files(tmp_path, capsys):
                  "--epochs", "1", "--batch_size", "4", "--n_critic", "1", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     assert load_model(tmp_path / "run" / "generator_trained", role="generator").arch == "v1"
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--model", "tiny", "--epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "[3/4] 5-fold split" in printed and "demo finished" in printed
+    for target in (0, 1):
+        run = out / "fold_0" / f"target_{target}"
+        assert (run / "generator_trained.safetensors").is_file()
+        assert (run / "fake_samples_epoch_2.png").is_file()
+    assert main(["demo", "-o", str(out), "--model", "tiny", "--epochs", "2"]) == 0  # re-run: nothing to redo
+    assert "phantom data already in" in capsys.readouterr().out

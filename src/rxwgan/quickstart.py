@@ -25,7 +25,7 @@ class DemoSettings:
     images: int = 200
     image_size: int = 128
     model: str = "small"
-    epochs: int = 120
+    epochs: int = 250
     n_critic: int = 5
     batch_size: int = 16
     n_splits: int = 5

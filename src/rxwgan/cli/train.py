@@ -117,7 +117,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     demo = verbs.add_parser("demo", help="the whole pipeline on the shipped phantom X-rays")
     demo.add_argument("-o", "--output", default="demo_out", help="folder for everything (default demo_out)")
     demo.add_argument("--model", default="small", help="architecture (default small, 64 px)")
-    demo.add_argument("--epochs", type=int, default=120, help="epochs per class (default 120)")
+    demo.add_argument("--epochs", type=int, default=250, help="epochs per class (default 250)")
     demo.set_defaults(handler=cmd_demo)
     add_create_flags(verbs.add_parser("create-models", help="write an initialised generator and critic"),
                      default_output=".")
