@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,10 +133,3 @@ def environment() -> dict[str, str]:
     return {"rxwgan": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version(), "platform": platform.platform()}
 
-
-def load_config(path: str | Path) -> TrainConfig:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RxwganError(f"{path}: cannot read run config ({exc})") from None
-    return TrainConfig.from_dict(data.get("config", data))

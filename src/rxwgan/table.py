@@ -53,10 +53,6 @@ class Table:
         """How messages name a row: its 1-based data row and its line in the CSV file."""
         return f"row {position + 1} (line {position + 2})"
 
-    def subset(self, positions: Iterable[int]) -> Table:
-        rows = self.frame.iloc[list(positions)]
-        return Table(rows, self.source, self.path_column, self.target_column, self.has_index_column)
-
     def write(self, path: str | Path, extra: dict[str, Iterable] | None = None) -> None:
         """Write the rows (with any extra columns) in the users' format, atomically."""
         frame = self.frame.copy()
