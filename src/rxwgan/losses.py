@@ -27,6 +27,7 @@ def gradient_penalty(
     real: Tensor,
     fake: Tensor,
     generator: torch.Generator | None = None,
+    create_graph: bool = True,
 ) -> Tensor:
     """mean over samples of (||grad_x D(x_hat)||_2 - 1)^2, x_hat between a real and a fake.
 
@@ -36,7 +37,7 @@ def gradient_penalty(
     ``fake`` is detached so the penalty never reaches the generator.
     """
     x_hat = interpolate(real, fake, generator)
-    return penalty(critic(x_hat), x_hat)
+    return penalty(critic(x_hat), x_hat, create_graph)
 
 
 def interpolate(real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -53,10 +54,13 @@ def interpolate(real: Tensor, fake: Tensor, generator: torch.Generator | None = 
     return (eps * real + (1 - eps) * fake).requires_grad_(True)
 
 
-def penalty(scores: Tensor, x_hat: Tensor) -> Tensor:
-    """mean of (||d scores / d x_hat||_2 - 1)^2 for critic ``scores`` of ``x_hat``."""
+def penalty(scores: Tensor, x_hat: Tensor, create_graph: bool = True) -> Tensor:
+    """mean of (||d scores / d x_hat||_2 - 1)^2 for critic ``scores`` of ``x_hat``.
+
+    ``create_graph=False`` (validation, no update) skips building the double-backward graph.
+    """
     (grad,) = torch.autograd.grad(
-        outputs=scores, inputs=x_hat, grad_outputs=torch.ones_like(scores), create_graph=True
+        outputs=scores, inputs=x_hat, grad_outputs=torch.ones_like(scores), create_graph=create_graph
     )
     # Outside autocast so the norm and the square stay float32 whatever the critic ran in.
     with torch.autocast(device_type=x_hat.device.type, enabled=False):

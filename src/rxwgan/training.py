@@ -341,12 +341,12 @@ class Trainer:
             wasserstein = critic_loss(d_real, d_fake)
             gp = penalty(d_hat, x_hat)
         loss = wasserstein + self.config.gp_weight * gp
-        _check_finite(loss, "critic", epoch, index, self)
+        value = _finite_value(loss, "critic", epoch, index, self)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
         self.critic_steps += 1
-        values = {"critic_loss": loss.item(), "reg_loss": self.config.gp_weight * gp.item()}
+        values = {"critic_loss": value, "reg_loss": self.config.gp_weight * gp.item()}
         values.update(_unit_divergences(real, fake))
         return values
 
@@ -356,13 +356,13 @@ class Trainer:
         try:
             with autocast(self.device, self.precision):
                 loss = generator_loss(self.critic(self.generator(z)))
-            _check_finite(loss, "generator", epoch, index, self)
+            value = _finite_value(loss, "generator", epoch, index, self)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()
         finally:
             self.critic.requires_grad_(True)
-        return {"gen_loss": loss.item()}
+        return {"gen_loss": value}
 
     def _validate(self) -> dict[str, float | None]:
         """Critic and generator losses on the validation rows, same latents every epoch, no update."""
@@ -384,7 +384,7 @@ class Trainer:
                     d_fake = self.critic(fake)
                     values = {"critic_loss": critic_loss(self.critic(real), d_fake).item(),
                               "gen_loss": generator_loss(d_fake).item()}
-                gp = gradient_penalty(self.critic, real, fake, generator=rng)
+                gp = gradient_penalty(self.critic, real, fake, generator=rng, create_graph=False)
             values["critic_loss"] += self.config.gp_weight * gp.item()
             if len(real) >= 2:
                 values.update(_unit_divergences(real, fake))
@@ -491,12 +491,14 @@ def _unit_divergences(real: torch.Tensor, fake: torch.Tensor) -> dict[str, float
     return pair_divergences((real.float() + 1) / 2, (fake.float() + 1) / 2)
 
 
-def _check_finite(loss: torch.Tensor, which: str, epoch: int, index: int, trainer: Trainer) -> None:
+def _finite_value(loss: torch.Tensor, which: str, epoch: int, index: int, trainer: Trainer) -> float:
+    """The loss as a number (one device sync per step), or a clear stop when it is NaN/inf."""
     value = loss.item()
     if not math.isfinite(value):
         raise RxwganError(f"epoch {epoch}, batch {index + 1}: the {which} loss became {value}; "
                           f"training stopped. The last good checkpoint (epoch {trainer.epoch}) "
                           f"stays in {trainer.out}")
+    return value
 
 
 def _epoch_line(epoch: int, epochs: int, values: dict[str, float | None], seconds: float) -> str:
