@@ -168,10 +168,8 @@ def test_fresh_run_refuses_a_used_folder(demo_table, tmp_path):
     train(config(demo_table, tmp_path / "run", epochs=1), log=quiet)
     with pytest.raises(RxwganError, match="holds a run with other settings.*--batch_size 4 -> 8"):
         train(config(demo_table, tmp_path / "run", epochs=1, batch_size=8), log=quiet)
-    (tmp_path / "run" / "checkpoint.json").unlink()
-    with pytest.raises(RxwganError, match="already holds another run's files"):
-        train(config(demo_table, tmp_path / "run", epochs=1), log=quiet)
-    train(config(demo_table, tmp_path / "run", epochs=1, overwrite=True), log=quiet)
+    train(config(demo_table, tmp_path / "run", epochs=1, batch_size=8, overwrite=True), log=quiet)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["batch_size"] == 8
 
 
 def test_resume_flag_needs_a_checkpoint(demo_table, tmp_path):
@@ -190,7 +188,10 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoint(demo_table, tmp_path, 
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"batch_size": 0}, "--batch_size must be at least 1"),
+    ({"batch_size": 1}, "--batch_size must be at least 2"),
+    ({"lr": float("nan")}, "--lr must be a finite number"),
+    ({"lr": float("inf")}, "--lr must be a finite number"),
+    ({"gp_weight": float("nan")}, "--gp_weight must be a finite number"),
     ({"target": 3}, "--target must be 0 or 1"),
     ({"fold": 7}, "--fold must be in 0..4"),
     ({"dropout": 1.5}, "--dropout must be in"),

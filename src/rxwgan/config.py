@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rxwgan import __version__
@@ -13,9 +13,13 @@ from rxwgan.errors import RxwganError
 from rxwgan.splits import DEFAULT_SEED, SplitSpec
 
 PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_MODEL = "v1"
+# The old tool's per-pair histogram metrics need two images in every batch.
+MIN_BATCH_SIZE = 2
 
-# Fields that change what a run computes: resuming with any of them changed is refused.
-IDENTITY_FIELDS = ("input", "model", "target", "fold", "n_splits", "test", "sort", "seed",
+# Fields that change what a run computes: resuming with any of them changed is refused. The
+# table is compared by content (run_folder) and the architecture by what the run built.
+IDENTITY_FIELDS = ("target", "fold", "n_splits", "test", "sort", "seed",
                    "batch_size", "n_critic", "lr", "betas", "gp_weight", "dropout",
                    "path_column", "target_column")
 
@@ -26,7 +30,7 @@ class TrainConfig:
 
     input: str
     output: str
-    model: str = "v1"
+    model: str | None = None  # None: -g/-c's architecture, a resumed run's, else DEFAULT_MODEL
     generator: str | None = None
     critic: str | None = None
     target: int = 1
@@ -64,14 +68,25 @@ class TrainConfig:
         return SplitSpec(fold=self.fold, n_splits=self.n_splits, test=self.test, sort=self.sort,
                          seed=self.seed)
 
+    @property
+    def architecture(self) -> str:
+        """The architecture a fresh run without -g/-c builds."""
+        return self.model or DEFAULT_MODEL
+
     def check(self) -> None:
         """Refuse impossible settings before any work starts, naming the flag."""
         self.split.check()
-        positive = {"--batch_size": self.batch_size, "--epochs": self.epochs,
+        check_batch_size(self.batch_size)
+        positive = {"--epochs": self.epochs,
                     "--save_for_each": self.save_for_each, "--disp_for_each": self.disp_for_each}
         for flag, value in positive.items():
             if value < 1:
                 raise RxwganError(f"{flag} must be at least 1, not {value}")
+        for flag, value in {"--lr": self.lr, "--gp_weight": self.gp_weight,
+                            "--betas": self.betas[0] + self.betas[1],
+                            "--dropout": self.dropout or 0.0}.items():
+            if not math.isfinite(value):
+                raise RxwganError(f"{flag} must be a finite number, not {value}")
         if self.target not in (0, 1):
             raise RxwganError(f"--target must be 0 or 1, not {self.target}")
         if self.n_critic < 0:
@@ -116,13 +131,27 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         data = self.to_dict()
-        data["input"] = str(Path(self.input).resolve())
         return {name: data[name] for name in IDENTITY_FIELDS}
 
-    def differences(self, other: TrainConfig) -> list[str]:
-        """Flags whose values differ in what they compute (for a refused resume)."""
-        mine, theirs = self.identity(), other.identity()
-        return [f"--{k} {theirs[k]} -> {mine[k]}" for k in IDENTITY_FIELDS if mine[k] != theirs[k]]
+    def differences(self, saved: TrainConfig, saved_arch: str | None = None) -> list[str]:
+        """Flags whose values differ in what they compute (for a refused resume).
+
+        ``saved_arch`` is the architecture the saved run built; --model counts only when
+        given, so the command that started a run from -g/-c files resumes it unchanged.
+        """
+        mine, theirs = self.identity(), saved.identity()
+        changed = [f"--{k} {theirs[k]} -> {mine[k]}" for k in IDENTITY_FIELDS if mine[k] != theirs[k]]
+        built = saved_arch or saved.model
+        if self.model is not None and built is not None and self.model != built:
+            changed.append(f"--model {built} -> {self.model}")
+        return changed
+
+
+def check_batch_size(batch_size: int, flag: str = "--batch_size") -> None:
+    """Training batches need two images: the old tool's pair divergences compare them."""
+    if batch_size < MIN_BATCH_SIZE:
+        raise RxwganError(f"{flag} must be at least {MIN_BATCH_SIZE} (the per-batch divergences "
+                          f"compare image pairs), not {batch_size}")
 
 
 def environment() -> dict[str, str]:

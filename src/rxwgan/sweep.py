@@ -243,7 +243,7 @@ def image_size(config: TrainConfig) -> int:
 
     if config.generator:
         return int(load_model(config.generator, role="generator").image_size)
-    return model_info(config.model).image_size
+    return model_info(config.architecture).image_size
 
 
 def _write_sweep_file(study: Path, base: TrainConfig, runs: Sequence[RunPlan], sweep_id: str,

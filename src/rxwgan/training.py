@@ -1,9 +1,10 @@
 """The WGAN-GP training loop for one class of one fold, with exact resume.
 
-``train(config)`` is the whole job: validate inputs, decide between a fresh run, a
-resume from the folder's checkpoint, or the old tool's restart from epoch files, then
-run epochs. Every epoch ends with a full checkpoint, so a lost machine costs at most
-the epoch in progress; SIGINT/SIGTERM finish the current step and checkpoint mid-epoch.
+``train(config)`` is the whole job: lock the run folder, validate inputs, let
+``run_folder`` decide between a fresh run, a resume from the folder's checkpoint, or the
+old tool's restart from epoch files, then run epochs. Every epoch ends with a full
+checkpoint, so a lost machine costs at most the epoch in progress; SIGINT/SIGTERM finish
+the current step and checkpoint mid-epoch.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rxwgan import atomic
+from rxwgan import atomic, folder_lock
 from rxwgan.cache import ImageCache
-from rxwgan.checkpoint import FOLDER, POINTER, has_checkpoint, load_checkpoint, save_checkpoint
+from rxwgan.checkpoint import FOLDER, POINTER, save_checkpoint
 from rxwgan.config import TrainConfig, environment
 from rxwgan.dataset import XrayDataset
 from rxwgan.devices import autocast, resolve_device, resolve_precision
@@ -35,6 +36,7 @@ from rxwgan.errors import RxwganError
 from rxwgan.losses import critic_loss, generator_loss, gradient_penalty, interpolate, penalty
 from rxwgan.models import build_critic, build_generator, load_model, save_model
 from rxwgan.plots import save_curves, save_grid
+from rxwgan.run_folder import Manifest, Start, decide_start, table_fingerprint
 from rxwgan.splits import partition
 from rxwgan.table import read_table
 
@@ -43,9 +45,10 @@ HISTORY_KEYS = (["train_critic_loss", "train_gen_loss", "train_reg_loss"]
                 + [f"train_{k}" for k in DIVERGENCE_KEYS]
                 + ["val_critic_loss", "val_gen_loss"]
                 + [f"val_{k}" for k in DIVERGENCE_KEYS])
-RUN_FILE_PATTERNS = ("config.json", POINTER, "history.json", "history_epoch_*.json",
-                     "generator_epoch_*", "critic_epoch_*", "generator_trained*", "critic_trained*",
-                     "fake_samples_epoch_*.png", "loss_curves.png", "split.csv")
+FINAL_FILES = ("generator_trained.safetensors", "critic_trained.safetensors")
+# Written under fixed names by every run: recorded in the manifest once, at setup.
+RUN_FILES = ("config.json", "split.csv", "history.json", "loss_curves.png", "tensorboard", FOLDER,
+             POINTER, *FINAL_FILES)
 GRID_SIDE = 5
 MIN_EVAL_IMAGES = 6  # precision/recall look at 5 nearest neighbours
 Log = Callable[[str], None]
@@ -66,7 +69,8 @@ class _Stop(Exception):
 def train(config: TrainConfig, log: Log = print) -> TrainResult:
     """Train (or resume) one run as ``config`` says; the Python face of ``rxwgan train``."""
     config.check()
-    return Trainer(config, log).fit()
+    with folder_lock.hold(config.output, "-o"):
+        return Trainer(config, log).fit()
 
 
 class Trainer:
@@ -82,56 +86,24 @@ class Trainer:
         self.epoch = 0
         self.history: dict[str, list[float | None]] = {key: [] for key in HISTORY_KEYS}
 
-        checkpoint = self._decide_start()
-        self._load_data()
-        self._build(checkpoint)
+        table = read_table(config.input, config.path_column, config.target_column, target=config.target)
+        self.table_print = table_fingerprint(table)
+        start = decide_start(config, self.out, self.table_print, log)
+        saved = start.checkpoint or {}
+        self.resumed_arch: str | None = saved.get("arch") or saved.get("config", {}).get("model")
+        self.manifest = Manifest(self.out)
+        self._load_data(table)
+        self._build(start)
+        # Nothing is written before here: a refused or failed setup leaves the folder as it was.
+        self.manifest.record(*RUN_FILES)
+        table.write(self.out / "split.csv", {"partition": self.parts.labels(len(table))})
+        self._write_config()
 
     # --- setting up ------------------------------------------------------------------
 
-    def _decide_start(self) -> dict[str, Any] | None:
-        """Fresh run, resume from this folder's checkpoint, or the old tool's restart."""
+    def _load_data(self, table) -> None:
         config = self.config
-        legacy_restart = config.start_from_epoch > 1
-        if has_checkpoint(self.out) and not config.overwrite:
-            checkpoint = load_checkpoint(self.out, map_location="cpu")
-            if legacy_restart:
-                if checkpoint["epoch"] >= config.start_from_epoch:
-                    raise RxwganError(
-                        f"{self.out} holds a checkpoint at epoch {checkpoint['epoch']}, later than "
-                        f"--start_from_epoch {config.start_from_epoch}: run without -g/-c/--history/"
-                        f"--start_from_epoch to resume from it, or pass --overwrite")
-                return None
-            saved = TrainConfig.from_dict(checkpoint["config"])
-            changed = config.differences(saved)
-            if changed:
-                raise RxwganError(f"{self.out} holds a run with other settings ({'; '.join(changed)}): "
-                                  f"use another -o, or --overwrite to start afresh")
-            return checkpoint
-        if config.resume:
-            raise RxwganError(f"--resume: {self.out} holds no checkpoint ({POINTER} not found)")
-        previous = self._previous_run_files()
-        if previous and not legacy_restart:
-            if not config.overwrite:
-                raise RxwganError(f"{self.out} already holds another run's files ({previous[0].name}"
-                                  f" and {len(previous) - 1} more); pass --overwrite to replace them")
-            for path in previous:
-                path.unlink()
-            self.log(f"--overwrite: removed {len(previous)} file(s) of the previous run in {self.out}")
-        return None
-
-    def _previous_run_files(self) -> list[Path]:
-        if not self.out.is_dir():
-            return []
-        found = {p for pattern in RUN_FILE_PATTERNS for p in self.out.glob(pattern) if p.is_file()}
-        found |= set((self.out / FOLDER).glob("*.pt"))
-        return sorted(found)
-
-    def _load_data(self) -> None:
-        config = self.config
-        table = read_table(config.input, config.path_column, config.target_column, target=config.target)
-        parts = partition(table.targets, config.split)
-        self.out.mkdir(parents=True, exist_ok=True)
-        table.write(self.out / "split.csv", {"partition": parts.labels(len(table))})
+        self.parts = parts = partition(table.targets, config.split)
         targets = table.targets
         train_rows = [int(i) for i in parts.train if targets[i] == config.target]
         val_rows = [int(i) for i in parts.val if targets[i] == config.target]
@@ -155,7 +127,7 @@ class Trainer:
             return int(self._initial_model("generator").image_size)
         from rxwgan.models import model_info
 
-        return model_info(self.config.model).image_size
+        return model_info(self.resumed_arch or self.config.architecture).image_size
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device)
@@ -178,18 +150,18 @@ class Trainer:
         else:
             torch.manual_seed(self.config.seed + (0 if role == "generator" else 1))
             module = (build_generator if role == "generator" else build_critic)(
-                self.config.model, **overrides)
+                self.resumed_arch or self.config.architecture, **overrides)
         setattr(self, f"_initial_{role}", module)
         return module
 
-    def _build(self, checkpoint: dict[str, Any] | None) -> None:
+    def _build(self, start: Start) -> None:
         config = self.config
+        checkpoint = start.checkpoint
         self.generator = self._initial_model("generator")
         self.critic = self._initial_model("critic")
         if self.generator.arch != self.critic.arch:
             raise RxwganError(f"-g holds a {self.generator.arch} generator but -c a "
                               f"{self.critic.arch} critic")
-        config.model = self.generator.arch
         # Batching reals, fakes and x_hat in one critic call is exact only without batch statistics.
         self.joint_critic_batches = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                             for m in self.critic.modules())
@@ -208,7 +180,7 @@ class Trainer:
             where = f"epoch {self.epoch}" + (f", batch {self.partial['batch']} of epoch "
                                              f"{self.partial['epoch']}" if self.partial else "")
             self.log(f"resuming from the checkpoint in {self.out} ({where})")
-        elif config.start_from_epoch > 1:
+        elif start.legacy:
             self._restore_legacy_history()
         if config.eval_for_each:
             from rxwgan.metrics.registry import resolve_metrics
@@ -218,17 +190,25 @@ class Trainer:
             if available < MIN_EVAL_IMAGES:
                 raise RxwganError(f"--eval_for_each needs at least {MIN_EVAL_IMAGES} validation images "
                                   f"of target {config.target}; {config.split.name} has {available}")
-        self._write_config()
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         self.generator.load_state_dict(checkpoint["generator"])
         self.critic.load_state_dict(checkpoint["critic"])
         self.opt_g.load_state_dict(checkpoint["opt_g"])
         self.opt_d.load_state_dict(checkpoint["opt_d"])
-        self.rng.set_state(checkpoint["rng"]["train"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
-        if self.device.type == "cuda" and "cuda" in checkpoint["rng"]:
-            torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], self.device)
+        was = (checkpoint.get("device", self.device.type), checkpoint.get("precision", self.precision))
+        if was == (self.device.type, self.precision):
+            self.rng.set_state(checkpoint["rng"]["train"])
+            if self.device.type == "cuda" and "cuda" in checkpoint["rng"]:
+                torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], self.device)
+        else:
+            # A CUDA generator's state cannot seed a CPU one (nor the reverse): new streams.
+            self.rng.manual_seed(self.config.seed + int(checkpoint["epoch"]) + 1)
+            self.log(f"warning: this run was checkpointed on {was[0]} in {was[1]} and continues on "
+                     f"{self.device.type} in {self.precision}: the weights and optimisers carry on, "
+                     f"but the result will not be bit-identical to an uninterrupted run (pass "
+                     f"--device {was[0]} --precision {was[1]} for that)")
         self.fixed_z = checkpoint["fixed_z"].to(self.device)
         self.epoch = int(checkpoint["epoch"])
         self.critic_steps = int(checkpoint["critic_steps"])
@@ -273,9 +253,14 @@ class Trainer:
     def fit(self) -> TrainResult:
         config = self.config
         if self.epoch >= config.epochs and self.partial is None:
-            self.log(f"{self.out}: the run is complete (epoch {self.epoch} of {config.epochs}); "
-                     f"nothing to do")
+            if all((self.out / name).is_file() for name in FINAL_FILES):
+                self.log(f"{self.out}: the run is complete (epoch {self.epoch} of {config.epochs}); "
+                         f"nothing to do")
+            else:  # the last checkpoint was written, the final files were not
+                self._finish()
             return TrainResult(self.out, self.epoch, self.history)
+        for name in FINAL_FILES:  # a shorter run's final files: this one writes its own
+            (self.out / name).unlink(missing_ok=True)
         writer = _summary_writer(self.out / "tensorboard", purge_step=self.epoch + 1)
         try:
             with self._stop_on_signals():
@@ -420,10 +405,13 @@ class Trainer:
                 tag = key.replace("_", "/", 1) if key.startswith(("train_", "val_")) else f"eval/{key}"
                 writer.add_scalar(tag, value, epoch)
         if epoch % config.save_for_each == 0:
+            self.manifest.record(f"generator_epoch_{epoch}.safetensors", f"critic_epoch_{epoch}.safetensors",
+                                 f"history_epoch_{epoch}.json")
             save_model(self.generator, self.out / f"generator_epoch_{epoch}.safetensors")
             save_model(self.critic, self.out / f"critic_epoch_{epoch}.safetensors")
             atomic.write_json(self.out / f"history_epoch_{epoch}.json", self.history)
         if epoch % config.disp_for_each == 0 or epoch == config.epochs:
+            self.manifest.record(f"fake_samples_epoch_{epoch}.png")
             samples = self.samples()
             save_grid(samples, self.out / f"fake_samples_epoch_{epoch}.png", GRID_SIDE)
             save_curves(self.history, self.out / "loss_curves.png")
@@ -447,13 +435,16 @@ class Trainer:
             "critic_steps": self.critic_steps, "partial": self.partial, "history": self.history,
             "generator": self.generator.state_dict(), "critic": self.critic.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
-            "fixed_z": self.fixed_z.cpu(),
+            "fixed_z": self.fixed_z.cpu(), "arch": self.generator.arch, "table": self.table_print,
+            "device": self.device.type, "precision": self.precision,
         }
-        save_checkpoint(self.out, state, f"step_{self.critic_steps:09d}")
+        batch = (self.partial or {}).get("batch", 0)
+        save_checkpoint(self.out, state, f"epoch_{self.epoch:06d}_batch_{batch:06d}")
+        self.manifest.mark_checkpointed()
 
     def _finish(self) -> None:
-        save_model(self.generator, self.out / "generator_trained.safetensors")
-        save_model(self.critic, self.out / "critic_trained.safetensors")
+        save_model(self.generator, self.out / FINAL_FILES[0])
+        save_model(self.critic, self.out / FINAL_FILES[1])
         atomic.write_json(self.out / "history.json", self.history)
         self.log(f"done: {self.config.epochs} epochs; generator, critic, history, samples and "
                  f"curves in {self.out}")
@@ -495,9 +486,10 @@ def _finite_value(loss: torch.Tensor, which: str, epoch: int, index: int, traine
     """The loss as a number (one device sync per step), or a clear stop when it is NaN/inf."""
     value = loss.item()
     if not math.isfinite(value):
+        kept = (f"the last good checkpoint (epoch {trainer.epoch}) stays in {trainer.out}"
+                if trainer.manifest.checkpointed else "no checkpoint had been written yet")
         raise RxwganError(f"epoch {epoch}, batch {index + 1}: the {which} loss became {value}; "
-                          f"training stopped. The last good checkpoint (epoch {trainer.epoch}) "
-                          f"stays in {trainer.out}")
+                          f"training stopped; {kept}")
     return value
 
 

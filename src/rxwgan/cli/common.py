@@ -20,7 +20,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad flag in one line (no usage dump) and exits 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        # "rxwgan: error:", not "rxwgan train: error:": one prefix whatever the verb.
+        self.exit(EXIT_USAGE, f"{self.prog.split()[0]}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_table_flags(parser: argparse.ArgumentParser) -> None:

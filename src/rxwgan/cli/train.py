@@ -55,12 +55,14 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """Which networks a run starts from (shared with ``sweep``)."""
     parser.add_argument("-g", "--generator", help="generator file to start from (.safetensors or old .h5)")
     parser.add_argument("-c", "--critic", help="critic file to start from (.safetensors or old .h5)")
-    parser.add_argument("--model", default="v1", help="architecture when -g/-c are not given")
+    parser.add_argument("--model", help="architecture when -g/-c are not given (default v1; a resumed "
+                        "run keeps its own)")
 
 
 def add_loop_flags(parser: argparse.ArgumentParser) -> None:
     """How a run trains, the same for every run of a study (shared with ``sweep``)."""
-    parser.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=16)
+    parser.add_argument("--batch_size", "--batch-size", dest="batch_size", type=training_batch_size,
+                        default=16, help="images per critic step (at least 2)")
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--n_critic", "--n_discr", "--n-critic", dest="n_critic", type=int, default=5,
                         help="critic steps per generator step (0: one of each per batch)")
@@ -82,6 +84,21 @@ def add_loop_flags(parser: argparse.ArgumentParser) -> None:
                         help="keep tensors in the default memory layout")
     parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", help="image cache folder")
     add_table_flags(parser)
+
+
+def training_batch_size(text: str) -> int:
+    """argparse type for --batch_size: refused at parse time, naming the flag."""
+    from rxwgan.config import check_batch_size
+    from rxwgan.errors import RxwganError
+
+    try:
+        value = int(text)
+        check_batch_size(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    except RxwganError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--batch_size ")) from None
+    return value
 
 
 def train_config(args: argparse.Namespace):
