@@ -10,10 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from helpers import tiny_model_files
 from rxwgan import atomic
+from rxwgan.cli import main
 from rxwgan.errors import RxwganError
 from rxwgan.plots import save_curves, save_grid
 from rxwgan.report import plot_bands
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    return tiny_model_files(tmp_path_factory.mktemp("models"), seed=0)
 
 
 @pytest.fixture
@@ -97,3 +104,44 @@ def test_path_under_a_file_or_in_proc_is_one_error(tmp_path):
     with pytest.raises(RxwganError, match=r"cannot write /proc/rxwgan-test/x\.json"):
         atomic.write_text("/proc/rxwgan-test/x.json", "{}")
     assert (tmp_path / "plain").read_text() == "mine"
+
+
+# --- bad output paths on the command line -------------------------------------------------
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_create_models_onto_a_file_or_under_one(tmp_path, capsys):
+    plain = tmp_path / "plain"
+    plain.write_text("mine")
+    assert main(["create-models", "--model", "tiny", "-o", str(plain)]) == 2
+    assert f"-o {plain}: is a file" in one_line_error(capsys)
+    assert main(["create-models", "--model", "tiny", "-o", str(plain / "models")]) == 2
+    assert f"is under the file {plain}" in one_line_error(capsys)
+    assert plain.read_text() == "mine" and sorted(tmp_path.iterdir()) == [plain]
+
+
+def test_create_models_checks_both_files_before_writing_either(tmp_path, capsys):
+    (tmp_path / "critic.safetensors").write_text("mine")
+    assert main(["create-models", "--model", "tiny", "-o", str(tmp_path)]) == 2
+    assert "critic.safetensors already exists" in one_line_error(capsys)
+    assert [p.name for p in tmp_path.iterdir()] == ["critic.safetensors"]
+
+
+def test_export_onto_a_folder_or_an_unwritable_path(models, tmp_path, capsys):
+    folder = tmp_path / "out.onnx"
+    folder.mkdir()
+    (folder / "keep").write_text("mine")
+    plain = tmp_path / "plain"
+    plain.write_text("mine")
+    for out, overwrite, message in [
+            (folder, [], "is a folder"), (folder, ["--overwrite"], "is a folder"),
+            (plain / "g.onnx", [], f"{plain} is a file, not a folder"),
+            (Path("/proc/rxwgan-test/g.onnx"), [], "cannot write /proc/rxwgan-test/g.onnx")]:
+        assert main(["export", "-g", str(models["generator"]), "--onnx", str(out), *overwrite]) == 2
+        assert message in one_line_error(capsys)
+    assert (folder / "keep").read_text() == "mine" and plain.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.onnx", "plain"]
