@@ -8,12 +8,14 @@ import os
 import stat
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from helpers import tiny_model_files
-from rxwgan import atomic
+from rxwgan import atomic, folder_lock
 from rxwgan.cli import main
 from rxwgan.errors import RxwganError
+from rxwgan.generate import generate
 from rxwgan.plots import save_curves, save_grid
 from rxwgan.report import plot_bands
 
@@ -145,3 +147,90 @@ def test_export_onto_a_folder_or_an_unwritable_path(models, tmp_path, capsys):
         assert message in one_line_error(capsys)
     assert (folder / "keep").read_text() == "mine" and plain.read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.onnx", "plain"]
+
+
+# --- generate: one process per folder, and exactly the listed images ----------------------
+
+def listed_and_present(folder: Path) -> tuple[list[str], list[str]]:
+    """(paths synthetic.csv lists, files under images/), both sorted."""
+    listed = sorted(pd.read_csv(folder / "synthetic.csv")["raw_image_path"])
+    present = sorted(p.relative_to(folder).as_posix() for p in (folder / "images").iterdir())
+    return listed, present
+
+
+def test_a_second_generate_into_a_held_folder_is_refused(models, tmp_path, capsys):
+    with folder_lock.hold(tmp_path, "-o"):  # another open: flock refuses it, as another process
+        assert main(["generate", "-g", str(models["generator"]), "-n", "2", "-o", str(tmp_path),
+                     "--no-progress"]) == 2
+    assert f"-o {tmp_path} is in use by another rxwgan process (pid {os.getpid()}" in \
+        one_line_error(capsys)
+    assert [p.name for p in tmp_path.iterdir()] == [folder_lock.LOCK_FILE]
+
+
+def test_generate_onto_a_file_is_one_line(models, tmp_path, capsys):
+    plain = tmp_path / "plain"
+    plain.write_text("mine")
+    for out in (plain, plain / "set"):
+        assert main(["generate", "-g", str(models["generator"]), "-n", "2", "-o", str(out),
+                     "--no-progress"]) == 2
+        assert f"-o {out}: is" in one_line_error(capsys)
+    assert plain.read_text() == "mine"
+
+
+def test_overwrite_removes_the_previous_set_and_only_it(models, tmp_path):
+    generate(models["generator"], 20, tmp_path, batch_size=8, progress=False)
+    (tmp_path / "images" / "mine.png").write_bytes(b"user file")
+    (tmp_path / "notes.txt").write_text("mine")
+    generate(models["generator"], 10, tmp_path, seed=9, batch_size=8, overwrite=True,
+             progress=False)
+    listed, present = listed_and_present(tmp_path)
+    assert len(listed) == 10 and present == sorted([*listed, "images/mine.png"])
+    assert set(pd.read_csv(tmp_path / "synthetic.csv")["seed"]) == {9}
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+    generate(models["generator"], 3, tmp_path, fmt="npy", overwrite=True, progress=False)
+    listed, present = listed_and_present(tmp_path)
+    assert all(p.endswith(".npy") for p in listed) and present == sorted([*listed, "images/mine.png"])
+
+
+def test_a_smaller_resume_drops_the_images_past_n(models, tmp_path):
+    generate(models["generator"], 12, tmp_path, batch_size=4, progress=False)
+    result = generate(models["generator"], 5, tmp_path, batch_size=4, progress=False)
+    assert (result.kept, result.written) == (5, 0)
+    listed, present = listed_and_present(tmp_path)
+    assert listed == present == [f"images/synthetic_1_{i:06d}.png" for i in range(5)]
+
+
+def test_a_killed_run_leaves_nothing_that_is_not_listed(models, tmp_path):
+    generate(models["generator"], 12, tmp_path, batch_size=4, progress=False)
+    images = tmp_path / "images"
+    frame = pd.read_csv(tmp_path / "synthetic.csv")
+    frame.head(4).to_csv(tmp_path / "synthetic.csv", index=False)  # killed before the table caught up
+    (images / ".synthetic_1_000009.png.1a2b3c4d.tmp").write_bytes(b"")  # killed mid-write
+    (images / ".synthetic_1_000010.png.k3x_9q2z.tmp.png").write_bytes(b"")  # an older version's
+    (tmp_path / ".synthetic.csv.0f0f0f0f.tmp").write_bytes(b"")
+    result = generate(models["generator"], 8, tmp_path, batch_size=4, progress=False)
+    assert (result.kept, result.written) == (4, 4)
+    listed, present = listed_and_present(tmp_path)
+    assert listed == present == [f"images/synthetic_1_{i:06d}.png" for i in range(8)]
+    assert not list(tmp_path.glob(".synthetic*"))
+
+
+def test_a_stale_mixed_table_goes_with_the_images_it_lists(models, make_table, tmp_path, capsys):
+    table = make_table(n=6)
+    out = tmp_path / "out"
+    args = ["generate", "-g", str(models["generator"]), "-o", str(out), "--no-progress"]
+    assert main([*args, "-n", "3", "--mix", str(table)]) == 0
+    assert (out / "mixed.csv").is_file()
+    assert main([*args, "-n", "3"]) == 0  # same set: mixed.csv still right, kept
+    assert (out / "mixed.csv").is_file()
+    assert main([*args, "-n", "3", "--seed", "4", "--overwrite"]) == 0
+    assert not (out / "mixed.csv").exists()
+
+
+def test_generated_images_follow_the_umask(models, tmp_path, umask):
+    umask(0o027)
+    generate(models["generator"], 2, tmp_path, progress=False)
+    for path in [tmp_path / "synthetic.csv", tmp_path / "synthetic.json",
+                 *(tmp_path / "images").iterdir()]:
+        assert mode(path) == 0o640, path

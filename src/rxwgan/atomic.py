@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 from rxwgan.errors import RxwganError
 
 NEW_FILE_MODE = 0o666  # less the umask, as a plain open() gives
+# ".<target>.<random>.tmp"; earlier versions added the target's suffix (".x.png.k3x_9q2z.tmp.png")
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[0-9a-z_]+\.tmp(?:\.[0-9A-Za-z]+)?")
 
 
 @contextlib.contextmanager
@@ -56,6 +59,12 @@ def _create_temporary(target: Path) -> Path:
         except FileExistsError:
             continue
         return tmp
+
+
+def temporary_target(name: str) -> str | None:
+    """The target's name if ``name`` is one of our temporary files (a killed writer's), else None."""
+    match = _TEMPORARY.fullmatch(name)
+    return match["target"] if match else None
 
 
 def _write_error(target: Path, exc: OSError) -> RxwganError:
