@@ -14,6 +14,7 @@ import rxwgan.generate as generate_module
 from helpers import tiny_model_files
 from rxwgan.cli import main
 from rxwgan.errors import RxwganError
+from rxwgan.folder_lock import LOCK_FILE
 from rxwgan.generate import generate, latent_vectors, mix_tables, synthetic_images
 from rxwgan.models import file_sha256
 from rxwgan.table import md5_of_file, read_table
@@ -36,8 +37,9 @@ def reference(models, tmp_path_factory) -> Path:
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
+    """Every file's bytes but the folder lock's (it names the holder's pid and start time)."""
     return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_FILE}
 
 
 def test_same_inputs_give_same_bytes(models, reference, tmp_path):

@@ -49,6 +49,8 @@ def export_onnx(generator: str | os.PathLike, out: str | os.PathLike, overwrite:
     Refuses an existing ``out`` unless ``overwrite``; writes nothing if the check fails.
     """
     target = Path(out)
+    if target.is_dir():
+        raise RxwganError(f"--onnx {target}: is a folder; name the .onnx file to write")
     if target.exists() and not overwrite:
         raise RxwganError(f"{target} already exists; pass --overwrite to replace it")
     if opset < DEFAULT_OPSET:

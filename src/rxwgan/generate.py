@@ -8,6 +8,11 @@ aligned windows ``[k * batch, (k + 1) * batch)`` (draws past N are computed and 
 one batch size gives the same bytes however N grows or a run was cut. Files are written as
 they are made; ``synthetic.csv`` lists the finished ones (with md5s), so a re-run keeps what
 is intact and writes only the rest.
+
+The folder holds one set, written by one process at a time (``folder_lock``). A run first
+removes the images an earlier run recorded (its table, or its settings' N) that it does not
+keep, and any temporary file a killed run left, so after a run the folder holds exactly the
+images its table lists, besides the user's own files.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import rxwgan
-from rxwgan import atomic
+from rxwgan import atomic, folder_lock
 from rxwgan.errors import RxwganError
 from rxwgan.models import file_sha256, load_model
 from rxwgan.models.files import resolve_model_path as resolve_model_file
@@ -46,6 +52,7 @@ SETTINGS_FILE = "synthetic.json"
 MIXED_FILE = "mixed.csv"
 IMAGE_FOLDER = "images"
 SYNTHETIC_COLUMNS = ["synthetic", "generator_sha256", "seed", "latent_index"]
+IMAGE_NAME = re.compile(r"synthetic_\d+_\d{6,}\.(?:png|npy)")  # image_name()'s, and only those
 PNG_COMPRESS_LEVEL = 6
 TABLE_EVERY_S = 2.0  # the table is rewritten at most this often during a run, and at the end
 TABLE_SHARE = 0.1  # ... and for a huge N, no more than this share of the run's time
@@ -169,6 +176,7 @@ class GenerateResult:
     image_size: int
     generator_sha256: str
     seconds: float
+    mixed: pd.DataFrame | None = None  # the mixed table, when ``mix`` was given
 
 
 def image_name(target: int, index: int, fmt: str) -> str:
@@ -177,27 +185,42 @@ def image_name(target: int, index: int, fmt: str) -> str:
 
 def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, target: int = 1,
              seed: int = 0, batch_size: int = 64, fmt: str = "png", size: int | None = None,
-             overwrite: bool = False, progress: bool = True) -> GenerateResult:
+             overwrite: bool = False, progress: bool = True, mix: Table | None = None,
+             ratio: float = 1.0) -> GenerateResult:
     """Write ``n`` images and ``output/synthetic.csv``; resume a cut run of the same settings.
 
-    Refuses a folder holding a set made with other settings unless ``overwrite``.
+    Refuses a folder holding a set made with other settings unless ``overwrite``, and a
+    folder another process is generating into. With ``mix``, also writes ``mixed.csv``
+    (see ``mix_tables``) while still holding the folder.
     """
     _check_arguments(n, target, seed, batch_size, fmt, size)
     start_time = time.perf_counter()
     folder = Path(output)
-    if folder.exists() and not folder.is_dir():
-        raise RxwganError(f"-o {folder}: exists and is not a folder")
     module, sha = load_generator(generator)
     settings = {"generator_sha256": sha, "seed": seed, "target": target, "format": fmt,
                 "size": size or module.image_size, "latent_scheme": LATENT_SCHEME}
-    done = {} if overwrite else _finished_rows(folder, settings, n)
-    atomic.write_json(folder / SETTINGS_FILE, {
-        **settings, "generator_file": resolve_model_file(Path(generator)).name, "model": module.arch,
-        "model_image_size": module.image_size, "latent_dim": module.latent_dim,
-        "rxwgan_version": rxwgan.__version__, "torch_version": torch.__version__})
-    kept = len(done)
-    table = _TableWriter(folder / TABLE_FILE, settings)
-    bar = tqdm(total=n, initial=kept, unit="img", desc="generate", disable=not progress)
+    with folder_lock.hold(folder, "-o"):
+        done = {} if overwrite else _finished_rows(folder, settings, n)
+        _remove_stale(folder, {_relative_path(i, settings) for i in done})
+        atomic.write_json(folder / SETTINGS_FILE, {
+            **settings, "n": n, "generator_file": resolve_model_file(Path(generator)).name,
+            "model": module.arch, "model_image_size": module.image_size,
+            "latent_dim": module.latent_dim, "rxwgan_version": rxwgan.__version__,
+            "torch_version": torch.__version__})
+        table = _TableWriter(folder / TABLE_FILE, settings)
+        table.write(done)  # from here on the table lists nothing that is gone
+        kept = len(done)
+        _write_missing(module, n, folder, settings, batch_size, done, table, progress)
+        mixed = None if mix is None else mix_tables(mix, table.path, folder / MIXED_FILE, ratio)
+    return GenerateResult(table.path, n, n - kept, kept, settings["size"], sha,
+                          time.perf_counter() - start_time, mixed)
+
+
+def _write_missing(module: nn.Module, n: int, folder: Path, settings: dict, batch_size: int,
+                   done: dict[int, str], table: _TableWriter, progress: bool) -> None:
+    """Generate and write every index below ``n`` not in ``done``, recording each in ``done``."""
+    seed, fmt = settings["seed"], settings["format"]
+    bar = tqdm(total=n, initial=len(done), unit="img", desc="generate", disable=not progress)
     pending: list[tuple[int, Future]] = []
     try:
         with ThreadPoolExecutor(WRITER_THREADS) as pool:
@@ -217,8 +240,46 @@ def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, ta
         _collect([(i, f) for i, f in pending if f.done() and not f.exception()], done)
         table.write(done)
         bar.close()
-    return GenerateResult(table.path, n, n - kept, kept, settings["size"], sha,
-                          time.perf_counter() - start_time)
+
+
+def _remove_stale(folder: Path, keep: set[str]) -> None:
+    """Delete the earlier set's images not in ``keep`` and killed writers' temporary files.
+
+    Only files rxwgan recorded are touched: those the earlier table lists and those its
+    settings say it was writing, named as ``image_name`` names them. A mixed table goes too
+    when an image goes, as it may list that image.
+    """
+    removed = False
+    for relative in sorted(_recorded_images(folder) - keep):
+        path = folder / relative
+        if path.is_file():
+            path.unlink()
+            removed = True
+    if removed:
+        (folder / MIXED_FILE).unlink(missing_ok=True)
+    own_files = {TABLE_FILE, SETTINGS_FILE, MIXED_FILE}
+    for path in [*folder.glob(".*"), *(folder / IMAGE_FOLDER).glob(".*")]:
+        target = atomic.temporary_target(path.name) or ""
+        ours = target in own_files if path.parent == folder else IMAGE_NAME.fullmatch(target)
+        if ours and path.is_file():
+            path.unlink()
+
+
+def _recorded_images(folder: Path) -> set[str]:
+    """Image paths (relative to ``folder``) an earlier run listed or was writing."""
+    recorded: set[str] = set()
+    try:
+        previous = json.loads((folder / SETTINGS_FILE).read_text())
+        recorded |= {_relative_path(i, previous) for i in range(int(previous.get("n", 0)))}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass  # no settings, or not ours: the table alone says what is ours
+    try:
+        recorded |= set(pd.read_csv(folder / TABLE_FILE, usecols=["raw_image_path"], dtype=str,
+                                    keep_default_na=False)["raw_image_path"])
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        pass
+    prefix = f"{IMAGE_FOLDER}/"
+    return {p for p in recorded if p.startswith(prefix) and IMAGE_NAME.fullmatch(p[len(prefix):])}
 
 
 def _check_arguments(n: int, target: int, seed: int, batch_size: int, fmt: str,

@@ -1,4 +1,7 @@
-"""The pictures a run leaves behind: sample grids and loss curves (PNG, written atomically)."""
+"""The pictures a run leaves behind: sample grids and loss curves (PNG, written atomically).
+
+The atomic writer's temporary file ends in ``.tmp``, so every save names its format.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,11 @@ def image_grid(images: torch.Tensor | np.ndarray, columns: int = 5, gap: int = 2
         top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
         canvas[top:top + height, left:left + width] = tile
     return canvas
+
+
+def figure_format(path: str | Path) -> str:
+    """The format a figure saved at ``path`` is written in: its extension, PNG without one."""
+    return Path(path).suffix.lstrip(".").lower() or "png"
 
 
 def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, columns: int = 5) -> None:
@@ -57,5 +65,5 @@ def save_curves(history: Mapping[str, Sequence[float | None]], path: str | Path,
             axis.legend(fontsize=8)
     figure.tight_layout()
     with atomic.atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=90)
+        figure.savefig(tmp, dpi=90, format=figure_format(path))
     plt.close(figure)

@@ -22,7 +22,7 @@ import torch
 
 from rxwgan import atomic
 from rxwgan.errors import RxwganError
-from rxwgan.plots import save_grid
+from rxwgan.plots import figure_format, save_grid
 from rxwgan.sweep import (SWEEP_FILE, TRAINED_GENERATOR, RunPlan, last_value, read_json, run_status,
                           study_runs)
 from rxwgan.table import write_frame
@@ -173,7 +173,7 @@ def plot_bands(histories: Sequence[dict[str, list]], panels: Sequence[tuple[str,
     figure.suptitle(title)
     figure.tight_layout()
     with atomic.atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=80)
+        figure.savefig(tmp, dpi=80, format=figure_format(path))
     plt.close(figure)
 
 

@@ -12,7 +12,7 @@ FORMAT_CHOICES = ("png", "png16", "npy")  # rxwgan.generate.FORMATS, without imp
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from rxwgan.generate import MIXED_FILE, generate, mix_tables, synthetic_needed
+    from rxwgan.generate import MIXED_FILE, generate, synthetic_needed
     from rxwgan.table import read_table
 
     real = None
@@ -25,17 +25,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if need > args.n:
             raise RxwganError(f"--ratio {_ratio(args):g} needs {need} synthetic target-{args.target} "
                               f"images for {args.mix}, -n is {args.n}")
+    # The mixed table is written inside generate, under the folder's lock.
     result = generate(args.generator, args.n, args.output, target=args.target, seed=args.seed,
                       batch_size=args.batch_size, fmt=args.format, size=args.size,
-                      overwrite=args.overwrite, progress=args.progress)
+                      overwrite=args.overwrite, progress=args.progress, mix=real,
+                      ratio=_ratio(args))
     rate = f", {result.written / result.seconds:.1f} images/s" if result.written else ""
     print(f"wrote {result.table}: {result.n} images at {result.image_size}px "
           f"({result.written} written, {result.kept} kept from an earlier run{rate})")
-    if real is not None:
-        mixed_path = Path(args.output) / MIXED_FILE
-        mixed = mix_tables(real, result.table, mixed_path, _ratio(args))
-        counts = mixed.groupby([real.target_column, "synthetic"]).size()
-        print(f"wrote {mixed_path}: " + ", ".join(
+    if real is not None and result.mixed is not None:
+        counts = result.mixed.groupby([real.target_column, "synthetic"]).size()
+        print(f"wrote {Path(args.output) / MIXED_FILE}: " + ", ".join(
             f"target {t}: {count} {'synthetic' if s else 'real'}" for (t, s), count in counts.items()))
     return 0
 

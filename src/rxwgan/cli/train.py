@@ -11,15 +11,20 @@ from rxwgan.cli.common import add_split_flags, add_table_flags, refuse_existing
 def cmd_create_models(args: argparse.Namespace) -> int:
     import torch
 
+    from rxwgan.folder_lock import check_writable_folder
     from rxwgan.models import build_critic, build_generator, save_model
 
     out = Path(args.output)
+    builders = {"generator": build_generator, "critic": build_critic}
+    paths = {role: out / f"{role}.safetensors" for role in builders}
+    for path in paths.values():  # both checked first: a refusal leaves no half of the pair
+        refuse_existing(path, args.overwrite)
+    check_writable_folder(out, "-o")
     overrides = {} if args.dropout is None else {"dropout": args.dropout}
     torch.manual_seed(args.seed)
-    for role, build in (("generator", build_generator), ("critic", build_critic)):
-        path = out / f"{role}.safetensors"
-        refuse_existing(path, args.overwrite)
-        save_model(build(args.model, **overrides), path)
+    networks = {role: build(args.model, **overrides) for role, build in builders.items()}
+    for role, path in paths.items():
+        save_model(networks[role], path)
         print(f"wrote {path} ({args.model} {role})")
     return 0
 
