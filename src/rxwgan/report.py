@@ -189,8 +189,10 @@ def generator_samples(folder: Path, count: int = 25) -> torch.Tensor | None:
     saved = read_json(folder / "config.json")
     if has_checkpoint(folder) and "generator" in saved:
         try:
-            checkpoint = load_checkpoint(folder)
+            checkpoint = load_checkpoint(folder, warn=lambda _: None)
         except RxwganError:  # replaced by a newer one while the run goes on: no grid this time
+            return None
+        if checkpoint is None:
             return None
         generator = build_generator(saved["generator"]["arch"], **saved["generator"]["hparams"])
         generator.load_state_dict(checkpoint["generator"])
