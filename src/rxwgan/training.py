@@ -395,15 +395,18 @@ class Trainer:
         return empty
 
     def _evaluate(self, epoch: int) -> dict[str, float]:
-        """--eval_for_each: KID, precision/recall... of the generator against the validation rows."""
+        """--eval_for_each: KID, precision/recall... of the generator against the validation rows,
+        in the run's one feature space, whose id is recorded in the run folder (eval_space.json)."""
         config = self.config
         if not config.eval_for_each or epoch % config.eval_for_each or self.val_images is None:
             return {}
         from rxwgan.metrics import evaluate_generator
+        from rxwgan.metrics.spaces import record_run_space, run_space
 
+        space = run_space(config, int(self.generator.image_size), self.device)
+        record_run_space(self.out, space, self.history)
         results = evaluate_generator(self.generator, self.val_images.float().contiguous().cpu(),
-                                     list(config.eval_metrics), config.eval_features, seed=config.seed,
-                                     cache_key=f"{self.out.resolve()}:val")
+                                     list(config.eval_metrics), space, seed=config.seed)
         return {key: float(value) for key, value in results.items()}
 
     def _end_epoch(self, epoch: int, values: dict[str, float | None], seconds: float,
