@@ -371,12 +371,12 @@ def test_evaluate_generator_returns_flat_numbers_and_leaves_state_alone(phantoms
     generator = build_generator("small").train()
     real = phantoms.images[:40]
     rng_before = torch.get_rng_state()
-    first = evaluate_generator(generator, real, ["kid", "pr"], features="random", seed=1, cache_key="val")
+    first = evaluate_generator(generator, real, ["kid", "pr"], features="random", seed=1)
     assert torch.equal(torch.get_rng_state(), rng_before) and generator.training
     assert {"kid", "kid_std", "precision", "recall", "n_real", "n_fake"} <= set(first)
     assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in first.values())
     assert first["n_real"] == first["n_fake"] == 40
-    again = evaluate_generator(generator, real, ["kid", "pr"], features="random", seed=1, cache_key="val")
+    again = evaluate_generator(generator, real, ["kid", "pr"], features="random", seed=1)
     assert again == first
     other = evaluate_generator(generator, real, ["kid"], features="random", seed=1, n=60)
     assert other["n_fake"] == 60

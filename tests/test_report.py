@@ -16,6 +16,7 @@ from rxwgan.cli import main
 from rxwgan.config import TrainConfig
 from rxwgan.demo import write_demo_data
 from rxwgan.errors import RxwganError
+from rxwgan.metrics.spaces import RUN_RECORD
 from rxwgan.report import Report, collect_runs, select_best, write_report
 from rxwgan.training import train
 
@@ -57,6 +58,7 @@ def study(tmp_path_factory) -> Path:
         history = json.loads(history_file.read_text())
         history["kid"] = [None, kid]  # computed every other epoch, like a real evaluation
         atomic.write_json(history_file, history)
+        atomic.write_json(study / path / RUN_RECORD, {"id": "trained-study-space"})  # one space
     return study
 
 

@@ -22,6 +22,7 @@ import torch
 
 from rxwgan import atomic
 from rxwgan.errors import RxwganError
+from rxwgan.metrics.spaces import FEATURE_KEYS, RUN_RECORD, read_run_space
 from rxwgan.plots import figure_format, save_grid
 from rxwgan.sweep import (SWEEP_FILE, TRAINED_GENERATOR, RunPlan, last_value, read_json, run_status,
                           study_runs)
@@ -38,6 +39,8 @@ DIVERGENCE_PANELS = tuple((metric.upper(), (f"train_{metric}_rf", f"val_{metric}
                           for metric in ("kl", "js", "l1", "l2"))
 SHOWN_COLUMNS = ["run", "target", "state", "epoch", "epochs", "train_critic_loss", "train_gen_loss",
                  "val_critic_loss", "val_gen_loss", "val_kl_rf", "val_js_rf"]
+# Text columns after the numbers: the id of the feature space of a run's metrics, its error.
+TEXT_COLUMNS = ["eval_space", "error"]
 
 
 @dataclass
@@ -89,9 +92,18 @@ def _load_runs(study: Path) -> list[_Run]:
                                "target": plan.target, "state": status.state, "epoch": status.epoch,
                                "epochs": status.epochs}
         row.update({key: last_value(values) for key, values in history.items()})
+        row["eval_space"] = read_run_space(folder).get("id")
         row["error"] = status.error
         loaded.append(_Run(plan, folder, row, history))
     return loaded
+
+
+def _comparable_keys(runs: Sequence[_Run]) -> list[str]:
+    """The metric keys whose curves may be averaged over these runs: feature-space keys
+    only when every run that has them measured them in one space."""
+    keys = _metric_keys(runs)
+    spaces = {run.row["eval_space"] for run in runs if FEATURE_KEYS & set(run.history)}
+    return keys if len(spaces) <= 1 else [key for key in keys if key not in FEATURE_KEYS]
 
 
 def _is_number(value: Any) -> bool:
@@ -109,26 +121,46 @@ def collect_runs(study: str | Path) -> pd.DataFrame:
 
 
 def _frame(runs: Sequence[_Run]) -> pd.DataFrame:
-    columns = SPLIT_COLUMNS + list(HISTORY_KEYS) + _metric_keys(runs) + ["error"]
+    columns = SPLIT_COLUMNS + list(HISTORY_KEYS) + _metric_keys(runs) + TEXT_COLUMNS
     frame = pd.DataFrame([run.row for run in runs], columns=columns)
     for name in ("fold", "n_splits", "test", "sort", "epochs"):
         frame[name] = frame[name].astype("Int64")
-    for name in columns[len(SPLIT_COLUMNS):-1]:
+    for name in columns[len(SPLIT_COLUMNS):-len(TEXT_COLUMNS)]:
         frame[name] = pd.to_numeric(frame[name], errors="coerce")
     return frame
 
 
 def select_best(runs: pd.DataFrame, key: str = DEFAULT_SELECT) -> pd.DataFrame:
-    """The run with the smallest last ``key`` for each (test, target): k-fold runs group by target."""
-    known = [c for c in runs.columns if c not in SPLIT_COLUMNS + ["error"]]
+    """The run with the smallest last ``key`` for each (test, target): k-fold runs group by target.
+
+    A metric measured in a feature space (kid, fid, precision...) is ranked only among runs
+    whose ``eval_space`` is the same: otherwise the ranking is refused, naming the runs.
+    """
+    known = [c for c in runs.columns if c not in SPLIT_COLUMNS + TEXT_COLUMNS]
     if key not in known:
         raise RxwganError(f"--select {key}: not a history key of this study (choose from "
                           f"{', '.join(known)})")
     scored = runs[pd.to_numeric(runs[key], errors="coerce").notna()]
     if scored.empty:
         return scored
+    if key in FEATURE_KEYS:
+        _refuse_mixed_spaces(scored, key)
     groups = scored.groupby(["test", "target"], dropna=False, sort=True)[key]
     return scored.loc[groups.idxmin().to_numpy()].reset_index(drop=True)
+
+
+def _refuse_mixed_spaces(scored: pd.DataFrame, key: str) -> None:
+    """One line naming the runs and spaces when a group to rank mixes feature spaces."""
+    spaces = (scored["eval_space"] if "eval_space" in scored.columns
+              else pd.Series(None, index=scored.index, dtype=object))
+    spaces = spaces.where(spaces.notna(), f"no {RUN_RECORD}")
+    for _, group in scored.assign(_space=spaces).groupby(["test", "target"], dropna=False, sort=True):
+        if group["_space"].nunique() > 1:
+            named = ", ".join(f"{run} ({space})" for run, space in zip(group["run"], group["_space"],
+                                                                        strict=True))
+            raise RxwganError(f"--select {key}: these runs measured {key} in different feature spaces "
+                              f"and cannot be ranked together: {named}; run them as one sweep (one "
+                              f"space for the study) or give each the same --eval_features FILE")
 
 
 # --- figures ------------------------------------------------------------------------------
@@ -233,7 +265,7 @@ def write_report(study: str | Path, out: str | Path | None = None,
     for target in sorted({run.plan.target for run in runs}):
         chosen = [samples[path] for path in best.loc[best["target"] == target, "run"] if path in samples]
         mine = [run for run in runs if run.plan.target == target]
-        sections.append(_target_section(target, mine, chosen, _metric_keys(mine), out, report.files))
+        sections.append(_target_section(target, mine, chosen, _comparable_keys(mine), out, report.files))
     best_grids = _best_grids(samples, out, report.files)
     markdown, page = _documents(study, report, sections, best_grids)
     atomic.write_text(out / "report.md", markdown)
@@ -302,6 +334,8 @@ def _documents(study: Path, report: Report, sections: list[_Section],
     """The same content twice: Markdown with image links, HTML with the images embedded."""
     when = time.strftime("%Y-%m-%d %H:%M:%S")
     shown = [c for c in SHOWN_COLUMNS if c in report.runs.columns] + _extra(report.runs)
+    if report.runs["eval_space"].notna().any():
+        shown.append("eval_space")
     select_note = (f"Best run per test and target: the smallest last `{report.select}`"
                    + (" (k-fold runs: per target)" if report.runs["test"].isna().any() else ""))
     md = [f"# Study report: {study}", "", f"Written {when}. {_summary(report)}", ""]
@@ -320,6 +354,8 @@ def _documents(study: Path, report: Report, sections: list[_Section],
     else:
         columns = [c for c in ["run", "test", "target", "state", "epoch", report.select]
                    if c in report.best.columns]
+        if report.select in FEATURE_KEYS:
+            columns.append("eval_space")
         md += [_markdown_table(report.best[columns]), ""]
         page.append(_html_table(report.best[columns]))
     for path, name in best_grids:
@@ -341,7 +377,7 @@ def _documents(study: Path, report: Report, sections: list[_Section],
 
 def _extra(frame: pd.DataFrame) -> list[str]:
     """The evaluation metrics' columns (history keys training does not write itself)."""
-    own = {*SPLIT_COLUMNS, *HISTORY_KEYS, "error"}
+    own = {*SPLIT_COLUMNS, *HISTORY_KEYS, *TEXT_COLUMNS}
     return [c for c in frame.columns if c not in own]
 
 

@@ -151,12 +151,13 @@ class SweepResult:
 
 def run_sweep(base: TrainConfig, study: str | Path, runs: Sequence[RunPlan],
               options: SweepOptions | None = None, log: Log = print,
-              live: bool | None = None) -> SweepResult:
+              live: bool | None = None, eval_fit_all: bool = False) -> SweepResult:
     """Run every unfinished run of ``runs`` on Ray and wait for all of them.
 
     ``base`` carries the training settings every run shares; each run replaces its
     partition, target and output. Finished runs are skipped, unfinished ones continue
-    from their checkpoints.
+    from their checkpoints. With ``--eval_for_each`` every run measures in the study's
+    one feature space (``study_space``; ``eval_fit_all``: fitted on every row).
     """
     options = options or SweepOptions()
     study = Path(study).expanduser().resolve()
@@ -164,6 +165,7 @@ def run_sweep(base: TrainConfig, study: str | Path, runs: Sequence[RunPlan],
     sweep_id = uuid.uuid4().hex
     _check_study(study, base, runs)
     _fill_cache(base)
+    base, space = study_space(study, base, runs, eval_fit_all)
     pending = [run for run in runs
                if base.overwrite or not is_finished(study / run.path, base.epochs)]
     result = SweepResult(study, skipped=[run.path for run in runs if run not in pending])
@@ -171,14 +173,14 @@ def run_sweep(base: TrainConfig, study: str | Path, runs: Sequence[RunPlan],
     if result.skipped:
         log(f"{len(result.skipped)} run(s) finished before: skipped")
     if not pending:
-        _write_sweep_file(study, base, runs, sweep_id, options, {})
+        _write_sweep_file(study, base, runs, sweep_id, options, {}, space)
         log(f"{study}: all {len(runs)} runs are finished; nothing to train")
         return result
 
     started = _connect(options)
     try:
         resources = _resources(options, len(pending))
-        _write_sweep_file(study, base, runs, sweep_id, options, resources)
+        _write_sweep_file(study, base, runs, sweep_id, options, resources, space)
         log(f"{len(pending)} run(s) to train ({len(result.skipped)} finished before), "
             f"{resources['cpus_per_run']} CPU(s) and {resources['gpus_per_run']} GPU(s) each")
         table = LiveTable(study, log, live, options.refresh)
@@ -237,6 +239,27 @@ def _fill_cache(base: TrainConfig) -> None:
     ImageCache(base.cache_dir).load(table.paths, image_size(base), labels, progress=sys.stderr.isatty())
 
 
+def study_space(study: Path, base: TrainConfig, runs: Sequence[RunPlan],
+                fit_all: bool = False) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The study's one metric feature space, and the base config whose runs all use it.
+
+    A fitted space (``trained``, ``random``, or ``auto`` without xrv) is fitted once on the
+    rows no run validates or tests on (every row with ``fit_all``) and saved in the study
+    folder; every run's ``eval_features`` names that file, so its config says where its
+    numbers come from and a resumed run measures in the same space. ``auto`` is made
+    definite here, so that no worker falls back to a space of its own.
+    """
+    if not base.eval_for_each:
+        return base, None
+    from rxwgan.metrics.spaces import study_space as fit_study_space
+
+    features, record = fit_study_space(
+        base.eval_features, study, base.input, [run.split for run in runs], image_size(base),
+        seed=base.seed, path_column=base.path_column, target_column=base.target_column,
+        cache_dir=base.cache_dir, fit_all=fit_all, refit=base.overwrite)
+    return dataclasses.replace(base, eval_features=features), record
+
+
 def image_size(config: TrainConfig) -> int:
     """The pixel size the runs train at: the -g file's, else the architecture's."""
     from rxwgan.models import load_model, model_info
@@ -247,8 +270,10 @@ def image_size(config: TrainConfig) -> int:
 
 
 def _write_sweep_file(study: Path, base: TrainConfig, runs: Sequence[RunPlan], sweep_id: str,
-                      options: SweepOptions, resources: dict[str, Any]) -> None:
-    """``sweep.json``: this invocation's settings and every run the study has ever planned."""
+                      options: SweepOptions, resources: dict[str, Any],
+                      space: dict[str, Any] | None) -> None:
+    """``sweep.json``: this invocation's settings, every run the study has ever planned, and
+    the study's metric feature space (its id and what it was fitted on)."""
     previous = read_json(study / SWEEP_FILE)
     planned = {entry["path"]: entry for entry in previous.get("runs", [])} if not base.overwrite else {}
     planned.update({run.path: run.to_dict() for run in runs})
@@ -256,11 +281,18 @@ def _write_sweep_file(study: Path, base: TrainConfig, runs: Sequence[RunPlan], s
               "target": None, "output": str(study)}
     atomic.write_json(study / SWEEP_FILE, {
         "format": "rxwgan-sweep", "sweep_id": sweep_id, "updated": time.time(), "study": str(study),
-        "config": shared, "runs": list(planned.values()),
+        "config": shared, "runs": list(planned.values()), "eval_space": _short(space),
         "ray": {"address": options.address, "max_concurrent": options.max_concurrent,
                 "max_retries": options.max_retries, **resources},
         "driver": {"pid": os.getpid(), "host": socket.gethostname()},
     })
+
+
+def _short(space: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The space record without its row list (kept in the space file itself)."""
+    if space is None or not isinstance(space.get("fitted_on"), dict):
+        return space
+    return {**space, "fitted_on": {k: v for k, v in space["fitted_on"].items() if k != "row_indices"}}
 
 
 def start_local_ray(num_cpus: int | None = None) -> None:

@@ -48,7 +48,7 @@ HISTORY_KEYS = (["train_critic_loss", "train_gen_loss", "train_reg_loss"]
 FINAL_FILES = ("generator_trained.safetensors", "critic_trained.safetensors")
 # Written under fixed names by every run: recorded in the manifest once, at setup.
 RUN_FILES = ("config.json", "split.csv", "history.json", "loss_curves.png", "tensorboard", FOLDER,
-             POINTER, *FINAL_FILES)
+             POINTER, "eval_space.json", *FINAL_FILES)
 GRID_SIDE = 5
 MIN_EVAL_IMAGES = 6  # precision/recall look at 5 nearest neighbours
 Log = Callable[[str], None]
@@ -380,15 +380,18 @@ class Trainer:
         return empty
 
     def _evaluate(self, epoch: int) -> dict[str, float]:
-        """--eval_for_each: KID, precision/recall... of the generator against the validation rows."""
+        """--eval_for_each: KID, precision/recall... of the generator against the validation rows,
+        in the run's one feature space, whose id is recorded in the run folder (eval_space.json)."""
         config = self.config
         if not config.eval_for_each or epoch % config.eval_for_each or self.val_images is None:
             return {}
         from rxwgan.metrics import evaluate_generator
+        from rxwgan.metrics.spaces import record_run_space, run_space
 
+        space = run_space(config, int(self.generator.image_size), self.device)
+        record_run_space(self.out, space, self.history)
         results = evaluate_generator(self.generator, self.val_images.float().contiguous().cpu(),
-                                     list(config.eval_metrics), config.eval_features, seed=config.seed,
-                                     cache_key=f"{self.out.resolve()}:val")
+                                     list(config.eval_metrics), space, seed=config.seed)
         return {key: float(value) for key, value in results.items()}
 
     def _end_epoch(self, epoch: int, values: dict[str, float | None], seconds: float,

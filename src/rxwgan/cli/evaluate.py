@@ -69,7 +69,7 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [f"real:     {result['sets']['real']['label']}",
              f"fake:     {result['sets']['fake']['label']}"]
     if "feature_space" in result:
-        lines.append(f"features: {result['feature_space']['description']}")
+        lines.append(f"features: {result['feature_space']['description']} (id {result['space_id']})")
     lines.append(f"{'metric':<16}{'value':>12}{'std':>10}{'n_real':>8}{'n_fake':>8}")
     spreads = set(_SPREAD.values())
     for key, value in _numbers(result).items():
@@ -107,6 +107,7 @@ def report_json(result: dict[str, Any], seed: int, found_versions: dict[str, str
         "versions": found_versions,
     }
     if "feature_space" in result:
+        report["space_id"] = result["space_id"]  # numbers from spaces with other ids do not compare
         report["features"] = result["feature_space"]
     return report
 
@@ -124,10 +125,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
                         help=f"comma-separated, from {', '.join(DEFAULT_METRICS)} (or prdc, or single "
                              f"keys such as precision); default all")
-    parser.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
+    parser.add_argument("--features", default="auto", metavar="{" + ",".join(FEATURE_CHOICES) + "} or FILE",
                         help="feature space: xrv (needs torchxrayvision and its weights), inception "
                              "(needs torch-fidelity and its weights), trained (an encoder fitted to "
-                             "the real table), random (tests only); auto: xrv if usable, else trained")
+                             "the real table), random (tests only); auto: xrv if usable, else trained; "
+                             "or a study's space file (STUDY/eval_space.safetensors) to measure in "
+                             "the space its runs were measured in")
     parser.add_argument("--weights", help="weights file (or folder) for --features xrv or inception")
     parser.add_argument("--seed", type=int, default=0,
                         help="sampling seed (latents, picks, KID subsets, the trained encoder)")

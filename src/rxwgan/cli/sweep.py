@@ -24,6 +24,9 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=512, help="splitter seed (default 512)")
     parser.add_argument("--targets", default="0,1", help="classes to learn (default 0,1)")
     add_loop_flags(parser)
+    parser.add_argument("--eval_fit_all", "--eval-fit-all", dest="eval_fit_all", action="store_true",
+                        help="fit the study's trained feature space on every row of the table, even "
+                             "those the runs validate or test on (default: only the rows none does)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start every run afresh, replacing its files (not for continuing)")
     parser.add_argument("--address", help="join this Ray cluster (auto or HOST:PORT); default: a "
@@ -82,7 +85,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     options = SweepOptions(address=args.address, gpus_per_run=args.gpus_per_run,
                            cpus_per_run=args.cpus_per_run, max_concurrent=args.max_concurrent,
                            max_retries=args.max_retries, refresh=args.refresh)
-    result = run_sweep(base, Path(args.output), runs, options)
+    result = run_sweep(base, Path(args.output), runs, options, eval_fit_all=args.eval_fit_all)
     return 0 if result.ok else 1
 
 
@@ -91,7 +94,8 @@ def add_report_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="folder for the report (default STUDY/report)")
     parser.add_argument("--select", default="val_kl_rf",
                         help="history key whose smallest last value picks the best run per test and "
-                             "target (default val_kl_rf; kid or fid when recorded)")
+                             "target (default val_kl_rf; kid or fid when recorded, ranked only among "
+                             "runs measured in one feature space)")
     parser.set_defaults(handler=cmd_report)
 
 

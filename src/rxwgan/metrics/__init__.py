@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from rxwgan.errors import RxwganError
 from rxwgan.metrics.distances import HIST_MAX_IMAGES, KID_SUBSETS, NEAREST_K
-from rxwgan.metrics.features import FEATURE_SPACES, FeatureSpace, resolve_space
+from rxwgan.metrics.features import FEATURE_SPACES, FITTED, FeatureSpace, resolve_space
 from rxwgan.metrics.registry import DEFAULT_METRICS, MetricInputs, available_metrics, resolve_metrics
 from rxwgan.metrics.sources import (DEFAULT_SIZE, ImageSet, load_images, native_size, sample_generator,
                                     tensor_images)
@@ -68,13 +68,15 @@ def compute_metrics(
     target of the real one), a folder of images, a generator file or module (``n``
     samples with ``seed``, 1000 by default), a tensor (N, 1, S, S) in [-1, 1], or an
     ``ImageSet``. Images are compared at ``size`` px (default: the generator's or
-    tensor's size, else 128). ``features``: ``auto``, a name in FEATURE_SPACES, or a
-    built ``FeatureSpace``. ``cache``: reuse the real set's features from the cache,
-    keyed by the MD5 of its pixels (``real_key``: that MD5 when already known).
+    tensor's size, else 128). ``features``: ``auto``, a name in FEATURE_SPACES, a
+    feature-space file (``save_space``) or a built ``FeatureSpace``. ``cache``: reuse the
+    real set's features from the cache, keyed by the MD5 of its pixels (``real_key``: that
+    MD5 when already known).
 
     The result holds the metric values (``fid``, ``kid``, ``kid_std``, ``precision``, ...),
-    ``n_real``, ``n_fake``, ``image_size``, ``features``, ``feature_dim``, ``notes`` (one
-    line each), and descriptions of both sets and of the feature space.
+    ``n_real``, ``n_fake``, ``image_size``, ``features``, ``space_id`` (the id every
+    feature-space number belongs to), ``feature_dim``, ``notes`` (one line each), and
+    descriptions of both sets and of the feature space (what it was fitted on included).
     """
     chosen = resolve_metrics(metrics)
     size = size or native_size(fake) or native_size(real) or DEFAULT_SIZE
@@ -99,7 +101,7 @@ def compute_metrics(
     n_real, n_fake = len(real_set), len(fake_set)
     result.update({"n_real": n_real, "n_fake": n_fake, "image_size": size})
     if space is not None:
-        result.update({"features": space.name, "feature_dim": space.dim})
+        result.update({"features": space.name, "space_id": space.key, "feature_dim": space.dim})
     if any(metric.name in ("pr", "dc") for metric in chosen):
         result["nearest_k"] = nearest_k
     notes += _caveats(result, chosen, space, kid_subsets)
@@ -108,7 +110,8 @@ def compute_metrics(
                       "fake": {"label": fake_set.label, **fake_set.info}}
     if space is not None:
         result["feature_space"] = {"name": space.name, "key": space.key, "dim": space.dim,
-                                   "description": space.description, **space.info}
+                                   "description": space.description,
+                                   "fitted_on": _fitted_on(space, real_set, features), **space.info}
     return result
 
 
@@ -122,6 +125,17 @@ def _space(features: str | FeatureSpace, real_set: ImageSet, seed: int, weights,
                                 weights=weights, cache_dir=cache_dir, device=device, fit_key=fit_key)
     notes.append(note)
     return space
+
+
+def _fitted_on(space: FeatureSpace, real_set: ImageSet, features: str | FeatureSpace) -> Any:
+    """What the space was fitted on: as recorded with it, else the real set's rows when this
+    call fitted it; None for pretrained spaces (or a given one that does not say)."""
+    if "fitted_on" in space.info or isinstance(features, FeatureSpace) or space.name not in FITTED:
+        return space.info.get("fitted_on")
+    info = real_set.info
+    if info.get("kind") == "table":
+        return {"table": info["path"], "rows": "every row of the table", "n_rows": info["table_rows"]}
+    return {"rows": f"the real set ({real_set.label})", "n_rows": len(real_set)}
 
 
 def _real_features(space: FeatureSpace, real_set: ImageSet, cache: bool, cache_dir,
@@ -163,40 +177,33 @@ def _caveats(result: dict[str, Any], chosen: list, space: FeatureSpace | None,
     return notes
 
 
-_KEY_MEMO: dict[str, str] = {}
-
-
 def evaluate_generator(
     generator: nn.Module,
     real_images: Tensor,
     metrics: list[str],
-    features: str = "auto",
+    features: str | FeatureSpace = "auto",
     n: int | None = None,
     seed: int = 0,
-    cache_key: str | None = None,
 ) -> dict[str, float]:
     """Metrics of ``generator`` against ``real_images`` for the training loop, as flat numbers.
 
     ``n`` samples (default: as many as there are real images) from fixed latents
-    (``seed``); the generator's train/eval mode and the global RNG are left as found.
-    The trained space is fitted on ``real_images`` once and kept (in memory and on
-    disk), as are their features. ``cache_key`` names the real set within this process
-    so its pixels are hashed once, not at every call (use a new key when the set
-    changes); on disk everything stays keyed by content. A generator whose
-    samples are not finite gets NaN for every metric instead of an error.
+    (``seed``); the generator's train/eval mode and every global generator (CPU and CUDA)
+    are left as found: the metrics draw only from generators of their own. ``features``:
+    the run's space (``rxwgan.metrics.spaces.run_space``); a name fits ``trained`` on
+    ``real_images`` themselves. The real images' features are cached by the MD5 of their
+    pixels, hashed at every call: a set that changes under the same caller is never
+    mistaken for the old one. A generator whose samples are not finite gets NaN for
+    every metric instead of an error.
     """
     real = tensor_images(real_images, "real images").images
     sampled = tensor_images(sample_generator(generator, n or len(real), seed), "generator samples")
     if not torch.isfinite(sampled.images).all():
         keys = [key for metric in resolve_metrics(metrics) for key in metric.keys]
         return {key: math.nan for key in keys} | {"n_real": len(real), "n_fake": len(sampled)}
-    content = _KEY_MEMO.get(cache_key) if cache_key else None
-    if content is None:
-        content = images_md5(real)
-        if cache_key:
-            _KEY_MEMO[cache_key] = content
     device = next(generator.parameters()).device  # where xrv/inception features run
-    result = compute_metrics(real, sampled, metrics, features, seed=seed, real_key=content, device=device)
+    result = compute_metrics(real, sampled, metrics, features, seed=seed, real_key=images_md5(real),
+                             device=device)
     return {key: value for key, value in result.items() if isinstance(value, (int, float))}
 
 

@@ -1,8 +1,8 @@
 """Distances between two sets of features, and the old tool's pixel-level divergences.
 
-Well-kept implementations do the maths: torchmetrics computes FID and KID (fed our own
-features through an identity network, so neither torch-fidelity nor torchvision is
-needed), ``prdc`` computes precision, recall, density and coverage, and
+Well-kept implementations do the maths: torchmetrics computes FID (fed our own features
+through an identity network, so neither torch-fidelity nor torchvision is needed) and
+KID's kernel, ``prdc`` computes precision, recall, density and coverage, and
 ``rxwgan.divergences`` the old histogram and pixel divergences. What is ours: choosing
 subset sizes, seeding, and refusing sample sizes that cannot give a number.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import warnings
 
 import torch
 from torch import Tensor, nn
@@ -59,24 +58,29 @@ def kid_subset_size(n_real: int, n_fake: int) -> int:
 
 def kid(real: Tensor, fake: Tensor, subsets: int = KID_SUBSETS, subset_size: int | None = None,
         seed: int = 0) -> tuple[float, float, int]:
-    """Unbiased KID (cubic polynomial kernel) as (mean, std over subsets, subset size)."""
-    from torchmetrics.image.kid import KernelInceptionDistance
+    """Unbiased KID (cubic polynomial kernel) as (mean, std over subsets, subset size).
+
+    torchmetrics' kernel (``poly_mmd``) scores each subset; the subsets are drawn here, as
+    ``KernelInceptionDistance.compute`` draws them, but from a generator of our own: that
+    method draws from the global generator, and seeding that one (``torch.manual_seed``)
+    would reseed every CUDA device's generator too.
+    """
+    from torchmetrics.image.kid import poly_mmd
 
     size = subset_size or kid_subset_size(len(real), len(fake))
     if size < 2 or size > min(len(real), len(fake)):
         raise RxwganError(f"KID needs subsets of 2 to {min(len(real), len(fake))} images; with "
                           f"{len(real)} real and {len(fake)} fake images use at least 4 of each")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "features are kept in memory": they are small here
-        metric = KernelInceptionDistance(feature=_Identity(real.shape[1]), subsets=subsets,
-                                         subset_size=size)
-    metric.update(real.double(), real=True)
-    metric.update(fake.double(), real=False)
-    # Subsets come from the global RNG: seed it, then restore it.
-    with torch.random.fork_rng(devices=[]), threads_for(size * size * real.shape[1]):
-        torch.manual_seed(seed)
-        mean, std = metric.compute()
-    return float(mean), float(std), size
+    real, fake = real.double().cpu(), fake.double().cpu()
+    rng = torch.Generator().manual_seed(seed)
+    scores = []
+    with threads_for(size * size * real.shape[1]):
+        for _ in range(subsets):
+            real_rows = torch.randperm(len(real), generator=rng)[:size]
+            fake_rows = torch.randperm(len(fake), generator=rng)[:size]
+            scores.append(poly_mmd(real[real_rows], fake[fake_rows]))
+    stacked = torch.stack(scores)
+    return float(stacked.mean()), float(stacked.std(unbiased=False)), size
 
 
 def prdc(real: Tensor, fake: Tensor, nearest_k: int = NEAREST_K) -> dict[str, float]:

@@ -30,6 +30,7 @@ needs orientation-aware features; the network is never taught to ignore blur or 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -126,6 +127,32 @@ class XrayEncoder(nn.Module):
         self.scale.copy_(spread.clamp_min(floor).float())
 
 
+def seeded_encoder(n_classes: int, seed: int) -> XrayEncoder:
+    """A new encoder initialised from its own generator seeded with ``seed``.
+
+    The global generators are never touched: the network is built on the meta device
+    (no random draws) and its weights are then drawn from a private CPU generator, the
+    same draws in the same order as PyTorch's default initialisation after
+    ``torch.manual_seed(seed)``. Calling ``torch.manual_seed`` here instead would also
+    reseed every CUDA device's generator, which the training loop's dropout draws from.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    with torch.device("meta"):
+        encoder = XrayEncoder(n_classes=n_classes)
+    encoder = encoder.to_empty(device="cpu")
+    for module in encoder.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=rng)
+            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+            if module.bias is not None:
+                nn.init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=rng)
+        elif isinstance(module, nn.BatchNorm2d):
+            module.reset_parameters()
+    encoder.center.zero_()
+    encoder.scale.fill_(1.0)
+    return encoder
+
+
 def _log_std(h: Tensor) -> Tensor:
     """Per-channel log standard deviation over space: scale-free second-order statistics."""
     return 0.5 * torch.log(h.var(dim=(2, 3)) + _LOG_EPS)
@@ -154,13 +181,12 @@ def train_encoder(images: Tensor, labels: np.ndarray | None, seed: int,
     """Train on real images (N, 1, S, S) in [-1, 1]; standardise on them; return eval mode.
 
     Labels are used (as a TB / no-TB classifier) only when both classes have at least two
-    rows. The global RNG is left as it was: callers may be in the middle of training.
+    rows. Every random draw comes from generators of its own, so the global ones (CPU
+    and CUDA) are left as they were: callers may be in the middle of training.
     """
     use_classes = labels is not None and _both_classes(labels)
     targets = torch.as_tensor(np.array(labels, dtype=np.int64)) if use_classes else None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        encoder = XrayEncoder(n_classes=2 if use_classes else 1)
+    encoder = seeded_encoder(2 if use_classes else 1, seed)
     rng = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.AdamW(encoder.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=LEARNING_RATE, total_steps=steps)
@@ -188,9 +214,7 @@ def train_encoder(images: Tensor, labels: np.ndarray | None, seed: int,
 
 def random_encoder(images: Tensor, seed: int) -> XrayEncoder:
     """The same network, seeded and untrained; standardised on ``images``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        encoder = XrayEncoder(n_classes=1)
+    encoder = seeded_encoder(1, seed)
     encoder.fit_standardisation(images)
     return encoder
 

@@ -16,6 +16,12 @@ means little without it: a reported FID names its space and its sample sizes.
   xrv weights are found. Numbers compare generators within one space, not with papers.
 - ``random``: the same encoder untrained (seeded), standardised on the real set. For
   tests and gross failures only: nothing in it was learned from X-rays.
+
+A space's ``key`` is its id: numbers from two spaces with different ids are not
+comparable. The pretrained spaces need no fitting (their id is fixed by the weights
+file); a fitted one can be saved to a file (``save_space``) and named instead of a space
+(``--features path/to/space.safetensors``), so that every run of a study measures in the
+one space fitted for it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from rxwgan.metrics import encoder as enc
 from rxwgan.metrics.stats_cache import cache_root, encoder_path, images_md5, load_state, save_state
 
 FEATURE_SPACES = ("xrv", "inception", "trained", "random")
+FITTED = ("trained", "random")  # the spaces fitted on real images (the others are pretrained)
 XRV_WEIGHTS_ENV = "RXWGAN_XRV_WEIGHTS"
 INCEPTION_WEIGHTS_ENV = "RXWGAN_INCEPTION_WEIGHTS"
 # The file names the upstream packages download these weights as.
@@ -48,6 +55,7 @@ XRV_WEIGHTS_FILE = ("nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121-d121-t
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 XRV_SIZE = 224
 XRV_RANGE = 1024.0
+SPACE_FILE_FORMAT = "rxwgan-feature-space"
 _MEMO_SIZE = 8
 
 
@@ -167,13 +175,17 @@ def resolve_space(name: str, fit_images: Tensor | None = None, fit_labels: np.nd
                   *, seed: int = 0, weights: str | Path | None = None,
                   cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
                   fit_key: str | None = None) -> tuple[FeatureSpace, str]:
-    """The space called ``name`` (or ``auto``) and a line saying which one and why.
+    """The space called ``name`` (or ``auto``, or a file of ``save_space``) and a line
+    saying which one and why.
 
     ``trained`` and ``random`` are fitted on ``fit_images`` (and ``fit_labels``: the
     table's targets); ``fit_key`` names that set instead of hashing its pixels. Built
     spaces are kept in memory, so repeated calls (one per epoch) cost nothing.
     """
     device = torch.device(device)
+    if is_space_file(name):
+        space = load_space(name)
+        return space, f"features: {space.name} from {name} ({space.key})"
     if name == "auto":
         usable, reason = xrv_status(weights)
         name = "xrv" if usable else "trained"
@@ -181,9 +193,9 @@ def resolve_space(name: str, fit_images: Tensor | None = None, fit_labels: np.nd
     elif name in FEATURE_SPACES:
         note = f"features: {name}"
     else:
-        raise RxwganError(f"--features must be auto or one of {', '.join(FEATURE_SPACES)}, "
-                          f"not {name!r}")
-    if name in ("trained", "random"):
+        raise RxwganError(f"--features must be auto, one of {', '.join(FEATURE_SPACES)} or a "
+                          f"feature-space file (.safetensors), not {name!r}")
+    if name in FITTED:
         if fit_images is None or len(fit_images) < 2:
             raise RxwganError(f"the {name} feature space needs at least 2 real images to fit on")
         content = fit_key or images_md5(fit_images, fit_labels)
@@ -206,7 +218,7 @@ def _encoder_space(name: str, images: Tensor, labels: np.ndarray | None, seed: i
                    cache_dir: str | Path | None, content: str) -> EncoderSpace:
     images = images.detach().to("cpu", torch.float32)
     size = int(images.shape[-1])
-    key = f"{name}-v{enc.ENCODER_VERSION}-{content[:16]}-{size}px-seed{seed}"
+    key = encoder_key(name, content, size, seed)
     if name == "random":
         info = {"seed": seed, "fitted_on": len(images), "trained": False}
         return EncoderSpace(name, enc.random_encoder(images, seed), size, key, info)
@@ -214,7 +226,7 @@ def _encoder_space(name: str, images: Tensor, labels: np.ndarray | None, seed: i
     loaded = load_state(path)
     if loaded is not None:
         state, info = loaded
-        network = enc.XrayEncoder(n_classes=int(info.get("n_classes", 2)))
+        network = enc.seeded_encoder(int(info.get("n_classes", 2)), 0)  # weights loaded below
         try:
             network.load_state_dict(state)
             return EncoderSpace(name, network, size, key, {**info, "cached": str(path)})
@@ -225,6 +237,60 @@ def _encoder_space(name: str, images: Tensor, labels: np.ndarray | None, seed: i
             "n_classes": network.class_head.out_features, **dataclasses.asdict(training)}
     save_state(path, network.state_dict(), info)
     return EncoderSpace(name, network, size, key, {**info, "cached": str(path)})
+
+
+def encoder_key(name: str, content: str, size: int, seed: int) -> str:
+    """The id of a ``trained``/``random`` space fitted on images with this MD5."""
+    return f"{name}-v{enc.ENCODER_VERSION}-{content[:16]}-{size}px-seed{seed}"
+
+
+# --- feature-space files: one fitted space shared by many runs ---------------------------
+
+def is_space_file(name: str | Path) -> bool:
+    """Whether ``--features`` names a file rather than a space."""
+    return str(name).endswith(".safetensors") or (str(name) not in ("auto", *FEATURE_SPACES)
+                                                  and Path(name).is_file())
+
+
+def save_space(space: FeatureSpace, path: str | Path, fitted_on: dict[str, Any]) -> None:
+    """Write a fitted space (its network, id and what it was fitted on) to one file."""
+    if not isinstance(space, EncoderSpace):
+        raise RxwganError(f"the {space.name} space needs no file: name it (--features {space.name})")
+    info = {"format": SPACE_FILE_FORMAT, "name": space.name, "key": space.key, "size": space.size,
+            "n_classes": space.network.class_head.out_features, "fitted_on": fitted_on,
+            "info": {k: v for k, v in space.info.items() if k not in ("cached", "fitted_on")}}
+    save_state(Path(path), space.network.state_dict(), info)
+
+
+def read_space_info(path: str | Path) -> dict[str, Any]:
+    """The metadata of a feature-space file (id, name, size, what it was fitted on)."""
+    loaded = load_state(Path(path))
+    if loaded is None or loaded[1].get("format") != SPACE_FILE_FORMAT:
+        raise RxwganError(f"{path}: not an rxwgan feature-space file (missing or unreadable)")
+    return loaded[1]
+
+
+def load_space(path: str | Path) -> EncoderSpace:
+    """The space saved by ``save_space``, with its id and what it was fitted on."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise RxwganError(f"{path}: no such feature-space file")
+    stamp = path.stat()
+    memo_key = ("file", str(path), stamp.st_mtime_ns, stamp.st_size)
+    space = _MEMO.get(memo_key)
+    if space is None:
+        info = read_space_info(path)
+        network = enc.seeded_encoder(int(info["n_classes"]), 0)  # weights loaded below
+        try:
+            network.load_state_dict(load_state(path)[0])
+        except RuntimeError:
+            raise RxwganError(f"{path}: a feature-space file of another encoder version") from None
+        space = EncoderSpace(info["name"], network, int(info["size"]), info["key"],
+                             {**info["info"], "fitted_on": info["fitted_on"], "file": str(path)})
+        _MEMO[memo_key] = space
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return space
 
 
 # --- the pretrained spaces: optional packages and local weights ------------------------
@@ -301,6 +367,14 @@ def xrv_status(weights: str | Path | None = None) -> tuple[bool, str]:
 
 
 def _pretrained_space(name: str, weights: str | Path | None, device: torch.device) -> FeatureSpace:
+    """The network built on the CPU, its initialisation's draws undone (``fork_rng`` over the
+    CPU generator, the only one building draws from: no CUDA generator is touched).
+    """
+    with torch.random.fork_rng(devices=[]):
+        return _build_pretrained(name, weights, device)
+
+
+def _build_pretrained(name: str, weights: str | Path | None, device: torch.device) -> FeatureSpace:
     module_name, _ = _PACKAGES[name]
     module, reason = _import_optional(module_name)
     path, places = find_weights(name, weights)
