@@ -22,9 +22,12 @@ from rxwgan.errors import RxwganError
 
 BINS = 100
 SMOOTHING = 1e-3
+# The names pair_divergences returns, in the old history's order: kl_rr, kl_rf, js_rr, ...
+DIVERGENCE_KEYS = tuple(f"{metric}_{pair}" for metric in ("kl", "js", "l1", "l2") for pair in ("rr", "rf"))
 
 __all__ = [
     "BINS",
+    "DIVERGENCE_KEYS",
     "SMOOTHING",
     "histogram_densities",
     "pair_divergences",

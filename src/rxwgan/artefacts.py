@@ -1,0 +1,120 @@
+"""What a run leaves for people and notebooks: the history, epoch files, grids, curves, config.
+
+The history keeps the old tool's keys, one value per epoch (None where a value does not
+exist that epoch), so its users' analysis notebooks read ``history.json`` unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rxwgan import atomic
+from rxwgan.checkpoint import FOLDER, POINTER
+from rxwgan.config import TrainConfig, environment
+from rxwgan.divergences import DIVERGENCE_KEYS
+from rxwgan.models import save_model
+from rxwgan.plots import save_curves, save_grid
+
+LOSS_KEYS = ("critic_loss", "gen_loss", "reg_loss")
+HISTORY_KEYS = ([f"train_{key}" for key in LOSS_KEYS]
+                + [f"train_{k}" for k in DIVERGENCE_KEYS]
+                + ["val_critic_loss", "val_gen_loss"]
+                + [f"val_{k}" for k in DIVERGENCE_KEYS])
+GRID_SIDE = 5
+FINAL_FILES = ("generator_trained.safetensors", "critic_trained.safetensors")
+# Written under fixed names by every run: recorded in the run's manifest once, at setup.
+RUN_FILES = ("config.json", "split.csv", "history.json", "loss_curves.png", "tensorboard", FOLDER,
+             POINTER, "eval_space.json", *FINAL_FILES)
+
+
+def empty_history() -> dict[str, list[float | None]]:
+    return {key: [] for key in HISTORY_KEYS}
+
+
+def append_epoch(history: dict[str, list[float | None]], epoch: int,
+                 values: dict[str, float | None]) -> None:
+    """Add epoch ``epoch``'s values; a key first seen now (an evaluation) is padded with None."""
+    keys = [*HISTORY_KEYS, *(k for k in history if k not in HISTORY_KEYS),
+            *(k for k in values if k not in history and k not in HISTORY_KEYS)]
+    for key in keys:
+        column = history.setdefault(key, [])
+        column.extend([None] * (epoch - 1 - len(column)))
+        column.append(values.get(key))
+
+
+def epoch_files(epoch: int) -> tuple[str, str, str]:
+    """The old tool's every-``--save_for_each`` files: what ``-g/-c/--history`` restart from."""
+    return (f"generator_epoch_{epoch}.safetensors", f"critic_epoch_{epoch}.safetensors",
+            f"history_epoch_{epoch}.json")
+
+
+def grid_file(epoch: int) -> str:
+    return f"fake_samples_epoch_{epoch}.png"
+
+
+def save_epoch_files(out: Path, epoch: int, generator: nn.Module, critic: nn.Module,
+                     history: dict[str, list[float | None]]) -> None:
+    generator_file, critic_file, history_file = epoch_files(epoch)
+    save_model(generator, out / generator_file)
+    save_model(critic, out / critic_file)
+    atomic.write_json(out / history_file, history)
+
+
+def save_pictures(out: Path, epoch: int, samples: torch.Tensor, history: dict[str, list[float | None]],
+                  writer: Any) -> None:
+    """The fixed-latent sample grid and the loss curves, as PNG and in TensorBoard."""
+    save_grid(samples, out / grid_file(epoch), GRID_SIDE)
+    save_curves(history, out / "loss_curves.png")
+    writer.add_image("samples", (samples[:, 0:1] + 1) / 2, epoch, dataformats="NCHW")
+
+
+def log_scalars(writer: Any, epoch: int, values: dict[str, float | None]) -> None:
+    for key, value in values.items():
+        if value is not None:
+            tag = key.replace("_", "/", 1) if key.startswith(("train_", "val_")) else f"eval/{key}"
+            writer.add_scalar(tag, value, epoch)
+
+
+def save_final(out: Path, generator: nn.Module, critic: nn.Module) -> None:
+    save_model(generator, out / FINAL_FILES[0])
+    save_model(critic, out / FINAL_FILES[1])
+
+
+def has_final(out: Path) -> bool:
+    return all((out / name).is_file() for name in FINAL_FILES)
+
+
+def write_config(out: Path, config: TrainConfig, generator: nn.Module, critic: nn.Module,
+                 device: torch.device, precision: str, counts: dict[str, int], table_sha256: str) -> None:
+    """``config.json``: every setting, the networks, the versions and where the run ran."""
+    atomic.write_json(out / "config.json", {
+        "config": config.to_dict(), "environment": environment(), "split": config.split.name,
+        "table_sha256": table_sha256, "image_size": int(generator.image_size),
+        "generator": {"arch": generator.arch, "hparams": generator.hparams},
+        "critic": {"arch": critic.arch, "hparams": critic.hparams},
+        "device": str(device), "precision": precision, **counts,
+    })
+
+
+def summary_writer(folder: Path, purge_step: int) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(folder), purge_step=purge_step)
+
+
+def epoch_line(epoch: int, epochs: int, values: dict[str, float | None], seconds: float) -> str:
+    """The one line a run prints per epoch."""
+    def show(key: str) -> str:
+        value = values.get(key)
+        return "n/a" if value is None else f"{value:.4g}"
+
+    return (f"epoch {epoch}/{epochs}  critic {show('train_critic_loss')}  gen {show('train_gen_loss')}"
+            f"  gp {show('train_reg_loss')} | val critic {show('val_critic_loss')}  gen "
+            f"{show('val_gen_loss')}  kl_rf {show('val_kl_rf')}  js_rf {show('val_js_rf')}"
+            + (f" | kid {show('kid')}" if "kid" in values else "")
+            + (f"  fid {show('fid')}" if "fid" in values else "")
+            + f" | {seconds:.1f} s")
