@@ -3,6 +3,7 @@ a table check that decodes, and progress bars that suit a log file."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from helpers import write_png
+from rxwgan.cache import ImageCache
 from rxwgan.cli import main
+from rxwgan.progress import progress_bar
 from rxwgan.table import read_table
 
 
@@ -65,3 +68,28 @@ def test_symlink_loop_is_one_line(tmp_path, capsys):
     assert main(["table", "check", str(csv)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "row 2 (line 3)" in err and "symbolic links" in err
+
+
+# --- 14: progress bars off a terminal -------------------------------------------------------
+
+def test_progress_off_a_terminal_writes_a_few_plain_lines():
+    stream = io.StringIO()
+    for _ in progress_bar(range(1000), file=stream, desc="images", mininterval=0):
+        pass
+    text = stream.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert 2 <= len(lines) <= 12 and "1000/1000" in lines[-1]
+
+    stream = io.StringIO()
+    bar = progress_bar(total=10, file=stream, leave=False)  # tqdm would clear it with '\r'
+    bar.update(10)
+    bar.close()
+    assert "\r" not in stream.getvalue() and "10/10" in stream.getvalue().splitlines()[-1]
+
+
+def test_cache_progress_in_a_log_has_no_carriage_returns(make_table, tmp_path, capsys):
+    table = read_table(make_table(n=64, size=8))
+    ImageCache(tmp_path / "c").load(table.paths, 8, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "64/64" in err

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 from platformdirs import user_cache_dir
-from tqdm.auto import tqdm
 
 from rxwgan import atomic
 from rxwgan.errors import RxwganError
 from rxwgan.images import PREPROCESS_VERSION, load_image
+from rxwgan.progress import progress_bar
 from rxwgan.table import MAX_LISTED, md5_of_file
 
 CACHE_ENV = "RXWGAN_CACHE_DIR"
@@ -59,8 +59,9 @@ class ImageCache:
                 failures.append(f"{labels[i]}: {paths[i]}: {exc.strerror or exc}")
 
         with ThreadPoolExecutor(self.workers) as pool:
-            list(tqdm(pool.map(work, range(len(paths))), total=len(paths), desc=f"images {size}px",
-                      unit="img", disable=not progress or len(paths) < 64, leave=False))
+            list(progress_bar(pool.map(work, range(len(paths))), total=len(paths),
+                              desc=f"images {size}px", unit="img", leave=False,
+                              disable=not progress or len(paths) < 64))
         if failures:
             failures.sort(key=_row_order)
             shown = "; ".join(failures[:MAX_LISTED])

@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
 import rxwgan
 from rxwgan import atomic
 from rxwgan.errors import RxwganError
 from rxwgan.models import file_sha256, load_model
 from rxwgan.models.files import resolve_model_path as resolve_model_file
+from rxwgan.progress import progress_bar
 from rxwgan.table import TABLE_COLUMNS, Table, md5_of_file, read_table, write_frame
 
 FORMATS = {"png": ".png", "png16": ".png", "npy": ".npy"}
@@ -197,7 +197,7 @@ def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, ta
         "rxwgan_version": rxwgan.__version__, "torch_version": torch.__version__})
     kept = len(done)
     table = _TableWriter(folder / TABLE_FILE, settings)
-    bar = tqdm(total=n, initial=kept, unit="img", desc="generate", disable=not progress)
+    bar = progress_bar(total=n, initial=kept, unit="img", desc="generate", disable=not progress)
     pending: list[tuple[int, Future]] = []
     try:
         with ThreadPoolExecutor(WRITER_THREADS) as pool:

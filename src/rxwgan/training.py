@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from rxwgan import atomic
 from rxwgan.cache import ImageCache
@@ -35,6 +34,7 @@ from rxwgan.errors import RxwganError
 from rxwgan.losses import critic_loss, generator_loss, gradient_penalty, interpolate, penalty
 from rxwgan.models import build_critic, build_generator, load_model, save_model
 from rxwgan.plots import save_curves, save_grid
+from rxwgan.progress import progress_bar
 from rxwgan.splits import partition
 from rxwgan.table import read_table
 
@@ -308,7 +308,7 @@ class Trainer:
             order, first = torch.randperm(count, generator=self.rng, device=self.device), 0
             sums, counts = defaultdict(float), defaultdict(int)
         self.partial = None
-        bar = tqdm(range(first, n_batches), desc=f"epoch {epoch}", leave=False, unit="batch",
+        bar = progress_bar(range(first, n_batches), desc=f"epoch {epoch}", leave=False, unit="batch",
                    disable=not (config.progress and sys.stderr.isatty()))
         for index in bar:
             real = self.train_images[order[index * batch:(index + 1) * batch]]
