@@ -28,13 +28,20 @@ class XrayDataset(Dataset):
 
     @classmethod
     def from_table(cls, table: Table, size: int, positions: Sequence[int] | None = None,
-                   cache: ImageCache | None = None, progress: bool = True) -> XrayDataset:
-        """Load (decoding only what the cache lacks) the rows at ``positions`` of ``table``."""
+                   cache: ImageCache | None = None, progress: bool = True,
+                   bit_depth: int | None = None) -> XrayDataset:
+        """Load (decoding only what the cache lacks) the rows at ``positions`` of ``table``.
+
+        Wide images decode at one depth found over the whole table (``bit_depth`` forces
+        it), so training and validation rows share a scale.
+        """
         positions = list(range(len(table))) if positions is None else [int(p) for p in positions]
         paths = table.paths
-        images = (cache or ImageCache()).load([paths[p] for p in positions], size,
-                                              labels=[table.row_label(p) for p in positions],
-                                              progress=progress)
+        cache = cache or ImageCache()
+        depths = cache.bit_depths(paths, bit_depth)
+        images = cache.load([paths[p] for p in positions], size,
+                            labels=[table.row_label(p) for p in positions], progress=progress,
+                            depths=[depths[p] for p in positions])
         return cls(images, table.frame.iloc[positions])
 
     def __len__(self) -> int:
