@@ -128,6 +128,17 @@ def test_table_check_reports_depth_and_flag_forces_it(tmp_path, capsys):
     assert "--bit-depth must be between 8 and 16, not 20" in one_line_error(capsys, code)
 
 
+def test_train_takes_the_depth_and_refuses_a_bad_one():
+    from rxwgan.cli import build_parser
+    from rxwgan.cli.train import train_config
+    from rxwgan.config import TrainConfig
+
+    args = build_parser().parse_args(["train", "-i", "t.csv", "-o", "o", "--bit-depth", "12"])
+    assert train_config(args).bit_depth == 12
+    with pytest.raises(RxwganError, match="--bit-depth"):
+        TrainConfig(input="t.csv", output="o", fold=0, n_splits=5, bit_depth=4).check()
+
+
 # --- 8: a written table keeps finding its images -------------------------------------------
 
 def test_written_table_rebases_relative_paths(make_table, tmp_path):

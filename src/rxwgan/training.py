@@ -142,7 +142,8 @@ class Trainer:
         cache = ImageCache(config.cache_dir)
 
         def load(rows: list[int]) -> torch.Tensor:
-            images = XrayDataset.from_table(table, size, rows, cache, config.progress).images
+            images = XrayDataset.from_table(table, size, rows, cache, config.progress,
+                                            bit_depth=config.bit_depth).images
             return self._to_device(images)
 
         self.train_images = load(train_rows)
