@@ -3,7 +3,7 @@
 A "step" is what the old tool did per batch: one critic step (with gradient penalty)
 and one generator step. The reference below is the plain PyTorch port of that step
 (NCHW contiguous, fp32, torch's nn.Dropout, three critic calls); rxwgan's step is the
-training loop's own code (`Trainer.critic_step` + `Trainer.generator_step`:
+training loop's own code (`wgan_steps.critic_step` + `generator_step`:
 channels-last, bf16 autocast where the CPU has it, one batched critic call, our
 dropout masks, history divergences included). Same model, same batch, same machine,
 one run. Also reported: the data-loading and history-metric shares of rxwgan's step,
@@ -28,7 +28,8 @@ from rxwgan.devices import cpu_supports_bf16
 from rxwgan.losses import critic_loss, generator_loss, gradient_penalty
 from rxwgan.models import build_critic, build_generator
 from rxwgan.models.legacy import Dropout
-from rxwgan.training import Trainer, _unit_divergences
+from rxwgan.training import Trainer
+from rxwgan.wgan_steps import critic_step, generator_step, unit_divergences
 
 BATCH = 16
 
@@ -124,9 +125,13 @@ def run(repeats: int = 5, warmup: int = 2) -> dict:
         def load_batch() -> torch.Tensor:
             return trainer.train_images[order[:BATCH]]
 
+        state = trainer.state
+
         def ours() -> None:
-            trainer.critic_step(load_batch(), 1, 0)
-            trainer.generator_step(BATCH, 1, 0)
+            critic_step(state.generator, state.critic, state.opt_d, load_batch(), state.rng,
+                        config.gp_weight, trainer.precision)
+            generator_step(state.generator, state.critic, state.opt_g, BATCH, state.rng, trainer.precision,
+                           trainer.device)
 
         generator, critic = plain_port(build_generator("v1")), plain_port(build_critic("v1"))
         opt_g = torch.optim.Adam(generator.parameters(), 1e-4, betas=(0.5, 0.9))
@@ -151,7 +156,7 @@ def run(repeats: int = 5, warmup: int = 2) -> dict:
             our_times += timed(ours, 1)
         load_times = timed(load_batch, 50)
         fake = torch.rand_like(real) * 2 - 1
-        metric_times = timed(lambda: _unit_divergences(real, fake), 10)
+        metric_times = timed(lambda: unit_divergences(real, fake), 10)
 
         agreement = penalty_agreement(build_critic("v1"), real)
 

@@ -5,7 +5,6 @@ import pytest
 
 from helpers import write_png
 from rxwgan.cache import ImageCache
-from rxwgan.dataset import XrayDataset
 from rxwgan.errors import RxwganError
 from rxwgan.images import load_image
 from rxwgan.table import read_table
@@ -67,18 +66,17 @@ def test_bad_images_reported_with_rows(make_table, tmp_path):
     table.paths[3].write_bytes(b"garbage")
     table.paths[1].write_bytes(b"")
     with pytest.raises(RxwganError) as info:
-        XrayDataset.from_table(table, 16, cache=ImageCache(tmp_path / "c"), progress=False)
+        ImageCache(tmp_path / "c").load_rows(table, 16, progress=False)
     message = str(info.value)
     assert message.startswith("2 image(s) could not be decoded: row 2 (line 3)")
     assert "row 4 (line 5)" in message and "img_003_0.png" in message
 
 
-def test_dataset_serves_rows(make_table, tmp_path):
+def test_rows_of_a_table_load_in_order(make_table, tmp_path):
     table = read_table(make_table(n=8))
-    dataset = XrayDataset.from_table(table, 16, positions=[1, 4, 6], cache=ImageCache(tmp_path / "c"),
-                                     progress=False)
-    assert len(dataset) == 3
-    image, index = dataset[2]
-    assert image.shape == (1, 16, 16) and index == 2
-    assert dataset.rows["image_ID"].tolist() == ["img_001_0", "img_004_1", "img_006_1"]
-    assert float(image.min()) >= -1 and float(image.max()) <= 1
+    cache = ImageCache(tmp_path / "c")
+    some = cache.load_rows(table, 16, positions=[1, 4, 6], progress=False)
+    everything = cache.load_rows(table, 16, progress=False)
+    assert some.shape == (3, 1, 16, 16)
+    np.testing.assert_array_equal(some, everything[[1, 4, 6]])
+    assert float(some.min()) >= -1 and float(some.max()) <= 1

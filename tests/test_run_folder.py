@@ -241,12 +241,17 @@ def test_nan_in_epoch_one_then_the_same_command_starts_again(table, straight, tm
 KILL_IN_EPOCH_1 = """
 import os, signal, sys
 from rxwgan import training
-original = training.Trainer.critic_step
-def step(self, real, epoch, index):
-    if epoch == 1 and index == 1:
+original_epoch, original_step = training.Trainer._train_epoch, training.critic_step
+where = {"epoch": 0, "index": -1}
+def train_epoch(self, epoch):
+    where.update(epoch=epoch, index=-1)
+    return original_epoch(self, epoch)
+def step(*args, **kwargs):
+    where["index"] += 1
+    if where["epoch"] == 1 and where["index"] == 1:
         os.kill(os.getpid(), signal.SIGKILL)
-    return original(self, real, epoch, index)
-training.Trainer.critic_step = step
+    return original_step(*args, **kwargs)
+training.Trainer._train_epoch, training.critic_step = train_epoch, step
 from rxwgan.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -100,12 +100,17 @@ def test_longer_epochs_continue_exactly(demo_table, straight_run, tmp_path):
 KILLER = """
 import os, signal, sys
 from rxwgan import training
-original = training.Trainer.critic_step
-def step(self, real, epoch, index):
-    if epoch == 3 and index == 1:
+original_epoch, original_step = training.Trainer._train_epoch, training.critic_step
+where = {"epoch": 0, "index": -1}
+def train_epoch(self, epoch):
+    where.update(epoch=epoch, index=-1)
+    return original_epoch(self, epoch)
+def step(*args, **kwargs):
+    where["index"] += 1
+    if where["epoch"] == 3 and where["index"] == 1:
         os.kill(os.getpid(), signal.{signal})
-    return original(self, real, epoch, index)
-training.Trainer.critic_step = step
+    return original_step(*args, **kwargs)
+training.Trainer._train_epoch, training.critic_step = train_epoch, step
 from rxwgan.cli import main
 sys.exit(main(sys.argv[1:]))
 """

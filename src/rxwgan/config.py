@@ -10,6 +10,7 @@ from typing import Any
 
 from rxwgan import __version__
 from rxwgan.errors import RxwganError
+from rxwgan.images import check_bit_depth
 from rxwgan.splits import DEFAULT_SEED, SplitSpec
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -21,7 +22,7 @@ MIN_BATCH_SIZE = 2
 # table is compared by content (run_folder) and the architecture by what the run built.
 IDENTITY_FIELDS = ("target", "fold", "n_splits", "test", "sort", "seed",
                    "batch_size", "n_critic", "lr", "betas", "gp_weight", "dropout",
-                   "path_column", "target_column")
+                   "path_column", "target_column", "bit_depth")
 
 
 @dataclass
@@ -57,6 +58,7 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = True
     cache_dir: str | None = None
+    bit_depth: int | None = None  # significant bits of wide images; None: sBIT, else the table's
     path_column: str = "raw_image_path"
     target_column: str = "target"
     overwrite: bool = False
@@ -99,6 +101,7 @@ class TrainConfig:
             raise RxwganError(f"--gp_weight must be 0 or more, not {self.gp_weight}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise RxwganError(f"--dropout must be in [0, 1), not {self.dropout}")
+        check_bit_depth(self.bit_depth)
         if self.precision not in PRECISIONS:
             raise RxwganError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.eval_for_each < 0:
@@ -110,7 +113,7 @@ class TrainConfig:
                               f"{self.epochs}")
 
     @property
-    def critic_steps(self) -> int:
+    def critic_steps_per_gen_step(self) -> int:
         """Critic steps per generator step; the old tool's 0 meant one of each per batch."""
         return max(self.n_critic, 1)
 

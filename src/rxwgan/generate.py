@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
 import rxwgan
 from rxwgan import atomic, folder_lock
 from rxwgan.errors import RxwganError
 from rxwgan.models import file_sha256, load_model
 from rxwgan.models.files import resolve_model_path as resolve_model_file
+from rxwgan.progress import progress_bar
 from rxwgan.table import TABLE_COLUMNS, Table, md5_of_file, read_table, write_frame
 
 FORMATS = {"png": ".png", "png16": ".png", "npy": ".npy"}
@@ -220,7 +220,7 @@ def _write_missing(module: nn.Module, n: int, folder: Path, settings: dict, batc
                    done: dict[int, str], table: _TableWriter, progress: bool) -> None:
     """Generate and write every index below ``n`` not in ``done``, recording each in ``done``."""
     seed, fmt = settings["seed"], settings["format"]
-    bar = tqdm(total=n, initial=len(done), unit="img", desc="generate", disable=not progress)
+    bar = progress_bar(total=n, initial=len(done), unit="img", desc="generate", disable=not progress)
     pending: list[tuple[int, Future]] = []
     try:
         with ThreadPoolExecutor(WRITER_THREADS) as pool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -53,9 +54,23 @@ class Table:
         """How messages name a row: its 1-based data row and its line in the CSV file."""
         return f"row {position + 1} (line {position + 2})"
 
+    def paths_from(self, folder: str | Path) -> list[str]:
+        """The path column re-expressed for a table in ``folder``: relative paths are
+        rebased so they still name the same files, absolute ones stay as written."""
+        out_dir = Path(folder).resolve()
+        base = self.source.parent
+        return [str(value) if Path(str(value)).expanduser().is_absolute() or not str(value).strip()
+                else _relative_or_absolute(base / str(value), out_dir)
+                for value in self.frame[self.path_column]]
+
     def write(self, path: str | Path, extra: dict[str, Iterable] | None = None) -> None:
-        """Write the rows (with any extra columns) in the users' format, atomically."""
+        """Write the rows (with any extra columns) in the users' format, atomically.
+
+        Relative image paths are rebased onto the new file's folder, so a copy written
+        elsewhere (a run's split.csv, ``table split -o``) still finds every image.
+        """
         frame = self.frame.copy()
+        frame[self.path_column] = self.paths_from(Path(path).resolve().parent)
         for name, values in (extra or {}).items():
             frame[name] = list(values)
         write_frame(frame, path, index=self.has_index_column)
@@ -64,6 +79,13 @@ class Table:
 def _resolve(base: Path, value: object) -> Path:
     path = Path(str(value)).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def _relative_or_absolute(path: Path, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, folder)).as_posix()
+    except ValueError:  # another drive on Windows: no relative path exists
+        return str(path)
 
 
 def write_frame(frame: pd.DataFrame, path: str | Path, index: bool = False) -> None:
@@ -143,7 +165,7 @@ def validate(table: Table, target: int | None = None, check_files: bool = True) 
     seen: dict[Path, int] = {}
     duplicates = []
     for i, path in enumerate(paths):
-        key = Path(path).resolve()
+        key = Path(os.path.realpath(path))  # unlike Path.resolve, never raises on a symlink loop
         if key in seen:
             duplicates.append(f"{table.row_label(i)} repeats {table.row_label(seen[key])}: "
                               f"{frame[table.path_column].iloc[i]}")
@@ -153,7 +175,7 @@ def validate(table: Table, target: int | None = None, check_files: bool = True) 
         problems.append(_listed(f"{len(duplicates)} duplicate image path(s)", duplicates))
 
     if check_files:
-        absent = [f"{table.row_label(i)}: {path}" for i, path in enumerate(paths)
+        absent = [f"{table.row_label(i)}: {path}{_why_absent(path)}" for i, path in enumerate(paths)
                   if i not in empty_paths and not path.is_file()]
         if absent:
             problems.append(_listed(f"{len(absent)} image file(s) not found", absent))
@@ -164,6 +186,17 @@ def validate(table: Table, target: int | None = None, check_files: bool = True) 
         elif not bad_targets and int((targets == target).sum()) == 0:
             problems.append(f"no rows with target {target} (the class is empty)")
     return problems
+
+
+def _why_absent(path: Path) -> str:
+    """Why a path is not a file, when it is more than plain absence (a symlink loop, a folder)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return f" ({exc.strerror or exc})"
+    return " (not a file)"
 
 
 def _listed(headline: str, items: list[str]) -> str:

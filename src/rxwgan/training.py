@@ -1,9 +1,9 @@
 """The WGAN-GP training loop for one class of one fold, with exact resume.
 
-``train(config)`` is the whole job: lock the run folder, read the table, let
-``run_folder`` decide between a fresh run, a resume and the old tool's restart, then run
-epochs. The maths of a step is in ``wgan_steps``, the state a checkpoint holds in
-``run_state``, the files people read in ``artefacts``. Every epoch ends with a full
+``train(config)`` is the whole job: lock the run folder, let ``run_setup`` prepare the
+run (``run_folder`` decides between a fresh run, a resume and the old tool's restart),
+then run epochs. The maths of a step is in ``wgan_steps``, the state a checkpoint holds
+in ``run_state``, the files people read in ``artefacts``. Every epoch ends with a full
 checkpoint; SIGINT/SIGTERM finish the current step and checkpoint mid-epoch.
 """
 
@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +21,13 @@ from typing import Any
 
 import torch
 
-from rxwgan import artefacts, folder_lock
-from rxwgan.cache import ImageCache
+from rxwgan import artefacts, atomic, folder_lock
 from rxwgan.checkpoint import save_checkpoint
 from rxwgan.config import TrainConfig
-from rxwgan.devices import resolve_device, resolve_precision
 from rxwgan.errors import RxwganError
 from rxwgan.progress import progress_bar
-from rxwgan.run_folder import Manifest, decide_start, table_fingerprint
-from rxwgan.run_state import initial_network, new_state
-from rxwgan.splits import partition
-from rxwgan.table import Table, read_table
+from rxwgan.run_setup import Log, prepare
 from rxwgan.wgan_steps import NonFiniteLoss, critic_step, generator_step, validate
-
-MIN_EVAL_IMAGES = 6  # precision/recall look at 5 nearest neighbours
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -58,68 +50,15 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
 
 
 class Trainer:
+    """One run's loop over epochs; ``run_setup.prepare`` hands it everything it starts from."""
+
     def __init__(self, config: TrainConfig, log: Log = print):
         self.config, self.log, self.out = config, log, Path(config.output)
-        self.device = resolve_device(config.device)
-        self.precision = resolve_precision(config.precision, self.device)
         self.stop_requested = False
-        table = read_table(config.input, config.path_column, config.target_column, target=config.target)
-        self.table_print = table_fingerprint(table)
-        start = decide_start(config, self.out, self.table_print, log)
-        resumed = start.checkpoint or {}
-        arch = resumed.get("arch") or resumed.get("config", {}).get("model")  # older checkpoints: config
-        generator, critic = (initial_network(config, role, arch) for role in ("generator", "critic"))
-        parts = partition(table.targets, config.split)
-        self.train_images, self.val_images = self._images(table, parts, int(generator.image_size))
-        self.state = new_state(config, generator, critic, self.device)
-        if start.checkpoint is not None:
-            self.state.restore(start.checkpoint, self.device, self.precision, config.seed, log)
-            partial = self.state.partial
-            where = f"epoch {self.state.epoch}" + (f", batch {partial['batch']} of epoch {partial['epoch']}"
-                                                   if partial else "")
-            log(f"resuming from the checkpoint in {self.out} ({where})")
-        elif start.legacy:
-            self.state.restore_legacy(config, log)
-        self._check_evaluation()
-        # Nothing is written before here: a refused or failed setup leaves the folder as it was.
-        self.manifest = Manifest(self.out)
-        self.manifest.record(*artefacts.RUN_FILES)
-        table.write(self.out / "split.csv", {"partition": parts.labels(len(table))})
-        counts = {"train_images": len(self.train_images),
-                  "val_images": 0 if self.val_images is None else len(self.val_images)}
-        artefacts.write_config(self.out, config, generator, critic, self.device, self.precision, counts,
-                               self.table_print["sha256"])
-
-    def _images(self, table: Table, parts: Any, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """This class's training and validation images of the fold, on the device, from the cache."""
-        config, targets = self.config, table.targets
-        rows = {name: [int(i) for i in getattr(parts, name) if targets[i] == config.target]
-                for name in ("train", "val")}
-        if len(rows["train"]) < 2:
-            raise RxwganError(f"{config.input}: only {len(rows['train'])} training row(s) of target "
-                              f"{config.target} in {config.split.name}; at least 2 are needed")
-        cache, paths = ImageCache(config.cache_dir), table.paths
-        memory = torch.channels_last if config.channels_last else torch.contiguous_format
-        loaded = [torch.from_numpy(cache.load([paths[i] for i in rows[name]], size,
-                                              [table.row_label(i) for i in rows[name]], config.progress))
-                  .to(self.device).contiguous(memory_format=memory) if rows[name] else None
-                  for name in ("train", "val")]
-        self.log(f"{config.split.name}, target {config.target}: {len(rows['train'])} training and "
-                 f"{len(rows['val'])} validation images at {size}px on {self.device} ({self.precision})")
-        return loaded[0], loaded[1]
-
-    def _check_evaluation(self) -> None:
-        """--eval_for_each: an unknown metric or too few validation images fails now, not at epoch N."""
-        config = self.config
-        if not config.eval_for_each:
-            return
-        from rxwgan.metrics.registry import resolve_metrics
-
-        resolve_metrics(list(config.eval_metrics))
-        available = 0 if self.val_images is None else len(self.val_images)
-        if available < MIN_EVAL_IMAGES:
-            raise RxwganError(f"--eval_for_each needs at least {MIN_EVAL_IMAGES} validation images "
-                              f"of target {config.target}; {config.split.name} has {available}")
+        setup = prepare(config, log)
+        self.device, self.precision, self.state = setup.device, setup.precision, setup.state
+        self.train_images, self.val_images = setup.train_images, setup.val_images
+        self.manifest, self.table_print = setup.manifest, setup.table_print
 
     # --- the loop --------------------------------------------------------------------
 
@@ -176,7 +115,7 @@ class Trainer:
                 values = critic_step(state.generator, state.critic, state.opt_d, real, state.rng,
                                      config.gp_weight, self.precision)
                 state.critic_updates += 1
-                if state.critic_updates % config.critic_ratio == 0:
+                if state.critic_updates % config.critic_steps_per_gen_step == 0:
                     values.update(generator_step(state.generator, state.critic, state.opt_g, batch,
                                                  state.rng, self.precision, self.device))
             except NonFiniteLoss as exc:
@@ -194,3 +133,73 @@ class Trainer:
                 raise _Stop
         return {f"train_{key}": sums[key] / counts[key] if counts[key] else None
                 for key in (*artefacts.LOSS_KEYS, *artefacts.DIVERGENCE_KEYS)}
+
+    def _evaluate(self, epoch: int) -> dict[str, float]:
+        """--eval_for_each: KID, precision/recall... of the generator against the validation rows,
+        in the run's one feature space, whose id is recorded in the run folder (eval_space.json)."""
+        config = self.config
+        if not config.eval_for_each or epoch % config.eval_for_each or self.val_images is None:
+            return {}
+        from rxwgan.metrics import evaluate_generator
+        from rxwgan.metrics.spaces import record_run_space, run_space
+
+        generator = self.state.generator
+        space = run_space(config, int(generator.image_size), self.device)
+        record_run_space(self.out, space, self.state.history)
+        results = evaluate_generator(generator, self.val_images.float().contiguous().cpu(),
+                                     list(config.eval_metrics), space, seed=config.seed)
+        return {key: float(value) for key, value in results.items()}
+
+    def _end_epoch(self, epoch: int, values: dict[str, float | None], seconds: float, writer: Any) -> None:
+        config, state = self.config, self.state
+        state.epoch = epoch
+        artefacts.append_epoch(state.history, epoch, values)
+        artefacts.log_scalars(writer, epoch, values)
+        if epoch % config.save_for_each == 0:
+            self.manifest.record(*artefacts.epoch_files(epoch))
+            artefacts.save_epoch_files(self.out, epoch, state.generator, state.critic, state.history)
+        if epoch % config.disp_for_each == 0 or epoch == config.epochs:
+            self.manifest.record(artefacts.grid_file(epoch))
+            artefacts.save_pictures(self.out, epoch, self.samples(), state.history, writer)
+        atomic.write_json(self.out / "history.json", state.history)
+        self._checkpoint()
+        self.log(artefacts.epoch_line(epoch, config.epochs, values, seconds))
+
+    def samples(self) -> torch.Tensor:
+        """The fixed-latent sample grid's images, from the generator in inference mode."""
+        self.state.generator.eval()
+        with torch.no_grad():
+            return self.state.generator(self.state.fixed_z).float().cpu()
+
+    def _checkpoint(self) -> None:
+        state = self.state
+        contents = state.checkpoint(self.config, self.device, self.precision, self.table_print)
+        batch = (state.partial or {}).get("batch", 0)
+        save_checkpoint(self.out, contents, f"epoch_{state.epoch:06d}_batch_{batch:06d}")
+        self.manifest.mark_checkpointed()
+
+    def _finish(self) -> None:
+        artefacts.save_final(self.out, self.state.generator, self.state.critic)
+        self.log(f"done: {self.config.epochs} epochs; generator, critic, history, samples and "
+                 f"curves in {self.out}")
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM ask the loop to stop after the current step, with a checkpoint."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request(signum: int, _frame: Any) -> None:
+            if self.stop_requested:  # a second signal: stop now
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            self.log(f"{signal.Signals(signum).name}: finishing the current step, then saving "
+                     f"a checkpoint (send again to stop at once)")
+
+        previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -14,9 +14,11 @@ from rxwgan.errors import RxwganError
 
 
 def cmd_table_check(args: argparse.Namespace) -> int:
-    from rxwgan.images import read_header
+    from rxwgan.cache import ImageCache
+    from rxwgan.images import check_bit_depth
     from rxwgan.table import read_rows, validate
 
+    check_bit_depth(args.bit_depth)
     table = read_rows(Path(args.table), args.path_column, args.target_column)
     problems = validate(table, target=args.target)
     print(f"{table.source}: {len(table)} rows")
@@ -24,21 +26,24 @@ def cmd_table_check(args: argparse.Namespace) -> int:
         counts = table.frame[args.target_column].value_counts().sort_index()
         print("rows per class: " + ", ".join(f"target {k}: {v}" for k, v in counts.items()))
     if args.path_column in table.frame.columns:
+        every_path = table.paths
+        present = [i for i, path in enumerate(every_path) if path.is_file()]
+        paths = [every_path[i] for i in present]
+        cache = ImageCache(args.cache_dir)
+        headers = cache.headers(paths)
+        depths = cache.bit_depths(paths, args.bit_depth, headers)
         shapes: Counter[str] = Counter()
-        unreadable = []
-        for position, path in enumerate(table.paths):
-            if not path.is_file():
-                continue
-            try:
-                header = read_header(path)
-            except RxwganError as exc:
-                unreadable.append(f"{table.row_label(position)}: {exc}")
-                continue
-            shapes[f"{header.width}x{header.height} {header.bit_depth}-bit {header.kind}"] += 1
+        for header, depth in zip(headers, depths):
+            if header is not None:  # an unreadable file is reported by decoding it below
+                decoded = f", decoded as {depth.bits}-bit ({depth.source})" if depth else ""
+                shapes[f"{header.width}x{header.height} {header.bit_depth}-bit {header.kind}"
+                       f"{decoded}"] += 1
         for shape, count in shapes.most_common():
             print(f"images: {count} x {shape}")
-        if unreadable:
-            problems.append(f"{len(unreadable)} unreadable image(s): " + "; ".join(unreadable[:10]))
+        # Decoding every image is the only sure check; it also fills the cache for train.
+        failures = cache.fill(paths, args.size, [table.row_label(i) for i in present], depths=depths)
+        if failures:  # every one listed: this is the report a user fixes the table from
+            problems.append(f"{len(failures)} unreadable image(s): " + "; ".join(failures))
     if problems:
         for problem in problems:
             print(f"problem: {problem}", file=sys.stderr)
@@ -101,7 +106,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     table = read_table(args.table, args.path_column, args.target_column)
     cache = ImageCache(args.cache_dir)
     start = time.perf_counter()
-    cache.load(table.paths, args.size, labels=[table.row_label(i) for i in range(len(table))])
+    cache.load(table.paths, args.size, labels=[table.row_label(i) for i in range(len(table))],
+               bit_depth=args.bit_depth)
     seconds = time.perf_counter() - start
     print(f"{len(table)} images at {args.size}px ready in {cache.root} ({seconds:.1f} s)")
     return 0
@@ -119,6 +125,22 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_bit_depth_flag(parser: argparse.ArgumentParser) -> None:
+    """``--bit-depth`` for every verb that decodes images (table check, cache, train, sweep)."""
+    parser.add_argument("--bit-depth", "--bit_depth", dest="bit_depth", type=int, metavar="N",
+                        help="significant bits of images stored in over 8 bits (e.g. 12-bit "
+                        "X-rays in 16-bit PNGs); default: the PNG's sBIT chunk, else the "
+                        "table's largest pixel rounded up to 8/10/12/14/16 bits")
+
+
+def add_cache_flags(parser: argparse.ArgumentParser) -> None:
+    """What fills the image cache; ``table check`` fills it too, so train decodes nothing."""
+    parser.add_argument("--size", type=int, default=128,
+                        help="square size in pixels to cache (the model's: v1 128, small 64)")
+    parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", help="cache folder")
+    add_bit_depth_flag(parser)
+
+
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add ``table check|build|split``, ``cache`` and ``demo-data``."""
     table = verbs.add_parser("table", help="check, build or split a table of images")
@@ -127,6 +149,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     check = table_verbs.add_parser("check", help="validate a table and summarise it")
     check.add_argument("table")
     check.add_argument("-t", "--target", type=int, help="also check this class is not empty")
+    add_cache_flags(check)
     add_table_flags(check)
     check.set_defaults(handler=cmd_table_check)
 
@@ -148,8 +171,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
     cache = verbs.add_parser("cache", help="decode a table's images into the cache")
     cache.add_argument("table")
-    cache.add_argument("--size", type=int, default=128, help="square size in pixels")
-    cache.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", help="cache folder")
+    add_cache_flags(cache)
     add_table_flags(cache)
     cache.set_defaults(handler=cmd_cache)
 

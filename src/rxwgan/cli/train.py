@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rxwgan.cli.common import add_split_flags, add_table_flags, refuse_existing
+from rxwgan.cli.data import add_bit_depth_flag
 
 
 def cmd_create_models(args: argparse.Namespace) -> int:
@@ -88,6 +89,7 @@ def add_loop_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                         help="keep tensors in the default memory layout")
     parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", help="image cache folder")
+    add_bit_depth_flag(parser)
     add_table_flags(parser)
 
 
