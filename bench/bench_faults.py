@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RANDOM_TRIALS = int(os.environ.get("RXWGAN_FAULT_TRIALS", "18"))
+RANDOM_TRIALS = int(os.environ.get("RXWGAN_FAULT_TRIALS", "20"))
 # Kill the process at an exact instant: the patch runs in the child before the CLI.
 TARGETED = {
     "inside a checkpoint write": """
@@ -47,21 +47,20 @@ checkpoint.atomic.write_json = write_json
 """,
     "between the two final model files": """
 import os, signal
-from rxwgan import training
-real = training.save_model
+from rxwgan import artefacts
+real = artefacts.save_model
 def save_model(module, path):
     real(module, path)
     if str(path).endswith("generator_trained.safetensors"):
         os.kill(os.getpid(), signal.SIGKILL)
-training.save_model = save_model
+artefacts.save_model = save_model
 """,
     "during setup, after the split was written": """
 import os, signal
-from rxwgan import training
-real = training.Trainer._write_config
-def write_config(self):
+from rxwgan import artefacts
+def write_config(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
-training.Trainer._write_config = write_config
+artefacts.write_config = write_config
 """,
 }
 RUNNER = "import sys\n{patch}\nfrom rxwgan.cli import main\nsys.exit(main(sys.argv[1:]))\n"
@@ -140,7 +139,11 @@ def run() -> dict:
             if kind == "random":
                 process = subprocess.Popen([sys.executable, "-m", "rxwgan.cli", *_args(table, out)],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(rng.uniform(0, duration))
+                # Half the kills anywhere; half once setup is done (imports take most of a tiny run).
+                started = time.perf_counter()
+                while index % 2 and not (out / "config.json").exists() and process.poll() is None:
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(0, max(0.0, duration - (time.perf_counter() - started))))
                 if process.poll() is None:
                     process.send_signal(signal.SIGKILL)
                 process.wait()

@@ -40,6 +40,8 @@ def main() -> int:
     parser.add_argument("only", nargs="*", help="names of benchmarks to run (default: all)")
     args = parser.parse_args()
     results = {"machine": machine(), "benchmarks": {}}
+    if args.only and Path(args.output).is_file():  # a partial run updates its figures, keeps the rest
+        results["benchmarks"] = json.loads(Path(args.output).read_text()).get("benchmarks", {})
     failed = False
     for path in sorted(HERE.glob("bench_*.py")):
         name = path.stem.removeprefix("bench_")

@@ -225,10 +225,10 @@ def test_run_started_from_the_old_tools_h5_files_resumes(table, tmp_path, capsys
 
 def test_nan_in_epoch_one_then_the_same_command_starts_again(table, straight, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    from rxwgan import training
+    from rxwgan import wgan_steps
 
     with monkeypatch.context() as patch:
-        patch.setattr(training, "critic_loss", lambda r, f: torch.tensor(float("nan")))
+        patch.setattr(wgan_steps, "critic_loss", lambda r, f: torch.tensor(float("nan")))
         with pytest.raises(RxwganError, match="critic loss became nan.*no checkpoint had been written yet"):
             train(config(table, out), log=quiet)
     assert (out / "split.csv").is_file()
@@ -242,7 +242,7 @@ KILL_IN_EPOCH_1 = """
 import os, signal, sys
 from rxwgan import training
 original_epoch, original_step = training.Trainer._train_epoch, training.critic_step
-where = {"epoch": 0, "index": -1}
+where = dict(epoch=0, index=-1)
 def train_epoch(self, epoch):
     where.update(epoch=epoch, index=-1)
     return original_epoch(self, epoch)

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from rxwgan.config import TrainConfig
 from rxwgan.demo import write_demo_data
 from rxwgan.errors import RxwganError
-from rxwgan.training import HISTORY_KEYS, train
+from rxwgan.artefacts import HISTORY_KEYS
+from rxwgan.training import train
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ KILLER = """
 import os, signal, sys
 from rxwgan import training
 original_epoch, original_step = training.Trainer._train_epoch, training.critic_step
-where = {"epoch": 0, "index": -1}
+where = dict(epoch=0, index=-1)
 def train_epoch(self, epoch):
     where.update(epoch=epoch, index=-1)
     return original_epoch(self, epoch)
@@ -184,9 +185,9 @@ def test_resume_flag_needs_a_checkpoint(demo_table, tmp_path):
 
 def test_nan_loss_stops_with_message_and_keeps_checkpoint(demo_table, tmp_path, monkeypatch):
     train(config(demo_table, tmp_path / "run", epochs=1), log=quiet)
-    from rxwgan import training
+    from rxwgan import wgan_steps
 
-    monkeypatch.setattr(training, "critic_loss", lambda r, f: torch.tensor(float("nan")))
+    monkeypatch.setattr(wgan_steps, "critic_loss", lambda r, f: torch.tensor(float("nan")))
     with pytest.raises(RxwganError, match=r"epoch 2, batch 1: the critic loss became nan.*epoch 1"):
         train(config(demo_table, tmp_path / "run", epochs=2), log=quiet)
     assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["epoch"] == 1

@@ -66,7 +66,7 @@ class ImageCache:
         headers = self.headers(paths) if headers is None else headers
         if bit_depth is not None:
             return [Depth(bit_depth, "--bit-depth") if h and h.wide else None for h in headers]
-        unmarked = [p for p, h in zip(paths, headers) if h and h.wide and not h.significant_bits]
+        unmarked = [p for p, h in zip(paths, headers, strict=True) if h and h.wide and not h.significant_bits]
         with ThreadPoolExecutor(self.workers) as pool:
             peak = max(pool.map(self._peak, unmarked), default=0)
         table = Depth(round_depth(peak), f"table maximum {peak}")

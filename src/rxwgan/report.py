@@ -27,7 +27,7 @@ from rxwgan.plots import figure_format, save_grid
 from rxwgan.sweep import (SWEEP_FILE, TRAINED_GENERATOR, RunPlan, last_value, read_json, run_status,
                           study_runs)
 from rxwgan.table import write_frame
-from rxwgan.training import HISTORY_KEYS
+from rxwgan.artefacts import HISTORY_KEYS
 
 DEFAULT_SELECT = "val_kl_rf"
 GRID_COLUMNS = 8

@@ -9,12 +9,9 @@ checkpoint; SIGINT/SIGTERM finish the current step and checkpoint mid-epoch.
 
 from __future__ import annotations
 
-import signal
-import threading
+import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from rxwgan.config import TrainConfig
 from rxwgan.errors import RxwganError
 from rxwgan.progress import progress_bar
 from rxwgan.run_setup import Log, prepare
+from rxwgan.stop_signals import stop_requests
 from rxwgan.wgan_steps import NonFiniteLoss, critic_step, generator_step, validate
 
 
@@ -75,7 +73,7 @@ class Trainer:
             (self.out / name).unlink(missing_ok=True)
         writer = artefacts.summary_writer(self.out / "tensorboard", purge_step=state.epoch + 1)
         try:
-            with self._stop_on_signals():
+            with stop_requests(self._request_stop):
                 for epoch in range(state.epoch + 1, config.epochs + 1):
                     start = time.perf_counter()
                     values = self._train_epoch(epoch)
@@ -102,14 +100,16 @@ class Trainer:
         batch = min(config.batch_size, count)
         n_batches = count // batch  # equal batches; the remainder differs each epoch
         if state.partial is not None and state.partial["epoch"] == epoch:
-            order, first = state.partial["order"].to(self.device), state.partial["batch"]
-            sums, counts = defaultdict(float, state.partial["sums"]), defaultdict(int, state.partial["counts"])
+            partial = state.partial
+            order, first = partial["order"].to(self.device), partial["batch"]
+            sums, counts = defaultdict(float, partial["sums"]), defaultdict(int, partial["counts"])
         else:
             order, first = torch.randperm(count, generator=state.rng, device=self.device), 0
             sums, counts = defaultdict(float), defaultdict(int)
         state.partial = None
-        for index in progress_bar(range(first, n_batches), desc=f"epoch {epoch}", unit="batch",
-                                  enabled=config.progress, leave=False):
+        # Off a terminal the per-epoch log line says enough: no bar inside each epoch.
+        for index in progress_bar(range(first, n_batches), desc=f"epoch {epoch}", unit="batch", leave=False,
+                                  disable=not (config.progress and sys.stderr.isatty())):
             real = self.train_images[order[index * batch:(index + 1) * batch]]
             try:
                 values = critic_step(state.generator, state.critic, state.opt_d, real, state.rng,
@@ -183,23 +183,7 @@ class Trainer:
         self.log(f"done: {self.config.epochs} epochs; generator, critic, history, samples and "
                  f"curves in {self.out}")
 
-    @contextmanager
-    def _stop_on_signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM ask the loop to stop after the current step, with a checkpoint."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request(signum: int, _frame: Any) -> None:
-            if self.stop_requested:  # a second signal: stop now
-                raise KeyboardInterrupt
-            self.stop_requested = True
-            self.log(f"{signal.Signals(signum).name}: finishing the current step, then saving "
-                     f"a checkpoint (send again to stop at once)")
-
-        previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    def _request_stop(self, signal_name: str) -> None:
+        self.stop_requested = True
+        self.log(f"{signal_name}: finishing the current step, then saving a checkpoint (send again to "
+                 f"stop at once)")

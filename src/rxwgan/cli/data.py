@@ -33,7 +33,7 @@ def cmd_table_check(args: argparse.Namespace) -> int:
         headers = cache.headers(paths)
         depths = cache.bit_depths(paths, args.bit_depth, headers)
         shapes: Counter[str] = Counter()
-        for header, depth in zip(headers, depths):
+        for header, depth in zip(headers, depths, strict=True):
             if header is not None:  # an unreadable file is reported by decoding it below
                 decoded = f", decoded as {depth.bits}-bit ({depth.source})" if depth else ""
                 shapes[f"{header.width}x{header.height} {header.bit_depth}-bit {header.kind}"
