@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
 import rxwgan
@@ -152,8 +153,14 @@ def _encode(array: np.ndarray, fmt: str) -> bytes:
     if fmt == "npy":
         np.save(buffer, array, allow_pickle=False)
     else:
-        # Pillow writes no timestamp or other varying chunk: same pixels, same bytes.
-        Image.fromarray(array).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        # Pillow writes no timestamp or other varying chunk: same pixels, same bytes. A png16
+        # file says (sBIT) that all 16 bits are significant, so a table mixing it with 12-bit
+        # X-rays never rescales it by the table's depth.
+        info = None
+        if fmt == "png16":
+            info = PngInfo()
+            info.add(b"sBIT", bytes([16]))
+        Image.fromarray(array).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=info)
     return buffer.getvalue()
 
 
@@ -406,9 +413,9 @@ def mix_tables(real: Table | str | os.PathLike, synthetic_csv: str | os.PathLike
         raise RxwganError(f"{real.source}: already holds synthetic rows (synthetic=1); "
                           f"mix a table of real images")
     real_rows = real.frame.reset_index(drop=True)
-    real_rows[real.path_column] = _paths_from(real, out_dir)
+    real_rows[real.path_column] = real.paths_from(out_dir)
     real_rows["synthetic"] = 0
-    fake_rows = synthetic.frame.assign(raw_image_path=_paths_from(synthetic, out_dir))
+    fake_rows = synthetic.frame.assign(raw_image_path=synthetic.paths_from(out_dir))
     chosen = []
     for target in sorted(set(synthetic.targets.tolist())):
         need = synthetic_needed(real, target, ratio)
@@ -427,13 +434,3 @@ def mix_tables(real: Table | str | os.PathLike, synthetic_csv: str | os.PathLike
         mixed[column] = mixed[column].astype("Int64")
     write_frame(mixed, out_csv, index=real.has_index_column)
     return mixed
-
-
-def _paths_from(table: Table, out_dir: Path) -> list[str]:
-    """Table paths re-expressed from ``out_dir``: relative ones stay relative, absolute stay."""
-    out = []
-    for value in table.frame[table.path_column]:
-        path = Path(str(value)).expanduser()
-        out.append(str(value) if path.is_absolute() else
-                   Path(os.path.relpath(table.source.parent / path, out_dir)).as_posix())
-    return out
