@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from rxwgan.cache import ImageCache
-from rxwgan.demo import write_demo_data
+from rxwgan.phantoms import write_demo_data
 from rxwgan.table import read_table
 
 

@@ -115,7 +115,7 @@ def _run_until_done(table: Path, out: Path, rng: random.Random, duration: float)
 
 
 def run() -> dict:
-    from rxwgan.demo import write_demo_data
+    from rxwgan.phantoms import write_demo_data
 
     rng = random.Random(2024)
     with tempfile.TemporaryDirectory() as tmp:

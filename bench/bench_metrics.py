@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from rxwgan.demo import write_demo_data
+from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.metrics import distances
 from rxwgan.metrics.features import FEATURE_SPACES, resolve_space

@@ -59,7 +59,7 @@ def run(epochs: int = 15, n_images: int = 40) -> dict:
 
 def _measure(root: Path, epochs: int, n_images: int) -> dict:
     from rxwgan.cache import ImageCache
-    from rxwgan.demo import write_demo_data
+    from rxwgan.phantoms import write_demo_data
     from rxwgan.table import read_table
 
     table = write_demo_data(root / "data", n_images=n_images, size=32, seed=0)

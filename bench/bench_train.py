@@ -23,11 +23,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from rxwgan.config import TrainConfig
-from rxwgan.demo import write_demo_data
+from rxwgan.phantoms import write_demo_data
 from rxwgan.devices import cpu_supports_bf16
 from rxwgan.losses import critic_loss, generator_loss, gradient_penalty
 from rxwgan.models import build_critic, build_generator
-from rxwgan.models.legacy import Dropout
+from rxwgan.models.keras_layers import Dropout
 from rxwgan.training import Trainer
 from rxwgan.wgan_steps import critic_step, generator_step, unit_divergences
 

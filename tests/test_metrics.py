@@ -19,7 +19,7 @@ from torch import nn
 
 from helpers import write_png
 from rxwgan.cli import main
-from rxwgan.demo import write_demo_data
+from rxwgan.phantoms import write_demo_data
 from rxwgan.divergences import pair_divergences
 from rxwgan.errors import RxwganError
 from rxwgan.metrics import compute_metrics, evaluate_generator, features

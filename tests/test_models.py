@@ -192,7 +192,7 @@ def test_channels_last_matches_contiguous() -> None:
 
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.5])
 def test_dropout_rate_scale_and_modes(p: float) -> None:
-    from rxwgan.models.legacy import Dropout
+    from rxwgan.models.keras_layers import Dropout
 
     layer = Dropout(p).train()
     x = torch.ones(8, 16, 32, 32).contiguous(memory_format=torch.channels_last)
@@ -205,7 +205,7 @@ def test_dropout_rate_scale_and_modes(p: float) -> None:
 
 
 def test_dropout_mask_has_no_pattern_across_channels() -> None:
-    from rxwgan.models.legacy import Dropout
+    from rxwgan.models.keras_layers import Dropout
 
     kept = (Dropout(0.5).train()(torch.ones(4, 64, 16, 16)) != 0).float()
     per_position = kept.mean(dim=(0, 1))  # each of 256 positions over 256 draws
@@ -215,7 +215,7 @@ def test_dropout_mask_has_no_pattern_across_channels() -> None:
 
 
 def test_dropout_passes_double_backward() -> None:
-    from rxwgan.models.legacy import Dropout
+    from rxwgan.models.keras_layers import Dropout
 
     torch.manual_seed(0)
     layer = Dropout(0.3).train()

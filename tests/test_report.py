@@ -14,7 +14,7 @@ from PIL import Image
 from rxwgan import atomic
 from rxwgan.cli import main
 from rxwgan.config import TrainConfig
-from rxwgan.demo import write_demo_data
+from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.metrics.spaces import RUN_RECORD
 from rxwgan.report import Report, collect_runs, select_best, write_report

@@ -19,7 +19,7 @@ from rxwgan import folder_lock
 from rxwgan.checkpoint import KEEP, load_checkpoint, save_checkpoint
 from rxwgan.cli import main
 from rxwgan.config import TrainConfig
-from rxwgan.demo import write_demo_data
+from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.training import train
 

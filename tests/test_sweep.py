@@ -16,7 +16,7 @@ import pytest
 
 from rxwgan.cli import main
 from rxwgan.config import TrainConfig
-from rxwgan.demo import write_demo_data
+from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.report import write_report
 from rxwgan.sweep import (RunStatus, SweepOptions, format_status, parse_indices, plan_runs, plan_splits,

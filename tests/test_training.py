@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from rxwgan.config import TrainConfig
-from rxwgan.demo import write_demo_data
+from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.artefacts import HISTORY_KEYS
 from rxwgan.training import train

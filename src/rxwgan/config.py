@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rxwgan import __version__
-from rxwgan.errors import RxwganError
+from rxwgan.errors import RxwganError, require_at_least
 from rxwgan.images import check_bit_depth
 from rxwgan.splits import DEFAULT_SEED, SplitSpec
 
@@ -82,8 +82,7 @@ class TrainConfig:
         positive = {"--epochs": self.epochs,
                     "--save_for_each": self.save_for_each, "--disp_for_each": self.disp_for_each}
         for flag, value in positive.items():
-            if value < 1:
-                raise RxwganError(f"{flag} must be at least 1, not {value}")
+            require_at_least(flag, value, 1)
         for flag, value in {"--lr": self.lr, "--gp_weight": self.gp_weight,
                             "--betas": self.betas[0] + self.betas[1],
                             "--dropout": self.dropout or 0.0}.items():
@@ -150,11 +149,10 @@ class TrainConfig:
         return changed
 
 
-def check_batch_size(batch_size: int, flag: str = "--batch_size") -> None:
+def check_batch_size(batch_size: int) -> None:
     """Training batches need two images: the old tool's pair divergences compare them."""
-    if batch_size < MIN_BATCH_SIZE:
-        raise RxwganError(f"{flag} must be at least {MIN_BATCH_SIZE} (the per-batch divergences "
-                          f"compare image pairs), not {batch_size}")
+    require_at_least("--batch_size", batch_size, MIN_BATCH_SIZE,
+                     "the per-batch divergences compare image pairs")
 
 
 def environment() -> dict[str, str]:

@@ -39,7 +39,7 @@ from torch import nn
 
 import rxwgan
 from rxwgan import atomic, folder_lock
-from rxwgan.errors import RxwganError
+from rxwgan.errors import RxwganError, require_at_least
 from rxwgan.models import file_sha256, load_model
 from rxwgan.models.files import resolve_model_path as resolve_model_file
 from rxwgan.progress import progress_bar
@@ -99,8 +99,7 @@ def generate_images(generator: nn.Module, z: torch.Tensor, size: int | None = No
 
     Runs in inference mode, ``batch_size`` latents at a time, so memory does not grow with N.
     """
-    if batch_size < 1:
-        raise RxwganError(f"--batch_size must be at least 1, got {batch_size}")
+    require_at_least("--batch_size", batch_size, 1)
     side = size or generator.image_size
     device = next(generator.parameters()).device
     with torch.inference_mode():
@@ -116,8 +115,7 @@ def synthetic_images(generator: str | os.PathLike | nn.Module, indices: Sequence
     Equal to the files' pixels up to their quantisation when ``generator`` is the file (or
     ``load_generator``'s module) and ``batch_size`` is the one ``generate`` used.
     """
-    if batch_size < 1:
-        raise RxwganError(f"--batch_size must be at least 1, got {batch_size}")
+    require_at_least("--batch_size", batch_size, 1)
     module = generator if isinstance(generator, nn.Module) else load_generator(generator)[0]
     starts = sorted({i // batch_size * batch_size for i in indices})
     windows = {start: generate_images(module, latent_vectors(seed, range(start, start + batch_size),
@@ -297,8 +295,7 @@ def _check_arguments(n: int, target: int, seed: int, batch_size: int, fmt: str,
         raise RxwganError(f"--target must be 0 or 1, got {target}")
     if seed < 0:
         raise RxwganError(f"--seed must be 0 or more, got {seed}")
-    if batch_size < 1:
-        raise RxwganError(f"--batch_size must be at least 1, got {batch_size}")
+    require_at_least("--batch_size", batch_size, 1)
     if fmt not in FORMATS:
         raise RxwganError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if size is not None and size < 1:

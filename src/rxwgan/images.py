@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from rxwgan.errors import RxwganError
+from rxwgan.errors import RxwganError, first_line
 
 # Bump when decoding or resizing changes: cache entries made by another version are ignored.
 PREPROCESS_VERSION = 1
@@ -81,7 +81,7 @@ def read_header(path: str | Path) -> ImageHeader:
     except RxwganError:
         raise
     except Exception as exc:  # any decoder failure means the file is not a usable image
-        raise RxwganError(f"{path}: not a readable image ({_reason(exc)})") from None
+        raise RxwganError(f"{path}: not a readable image ({first_line(exc)})") from None
 
 
 def _open_pil(path: Path) -> Image.Image:
@@ -95,7 +95,7 @@ def _open_pil(path: Path) -> Image.Image:
         try:
             return Image.open(path)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise RxwganError(f"{path}: too large to decode ({_reason(exc)})") from None
+            raise RxwganError(f"{path}: too large to decode ({first_line(exc)})") from None
 
 
 def png_significant_bits(path: str | Path) -> int | None:
@@ -129,11 +129,6 @@ def _pil_bit_depth(img: Image.Image) -> int:
     return 8
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def decode_unit(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
     """Decode a file to a 2-D float32 array in [0, 1] at its own resolution.
 
@@ -149,7 +144,7 @@ def decode_unit(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
     except RxwganError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
-        raise RxwganError(f"{path}: cannot decode image ({_reason(exc)})") from None
+        raise RxwganError(f"{path}: cannot decode image ({first_line(exc)})") from None
 
 
 def pixel_peak(path: str | Path) -> int:
@@ -160,7 +155,7 @@ def pixel_peak(path: str | Path) -> int:
     except RxwganError:
         raise
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise RxwganError(f"{path}: cannot decode image ({_reason(exc)})") from None
+        raise RxwganError(f"{path}: cannot decode image ({first_line(exc)})") from None
 
 
 def _pil_pixels(path: Path) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rxwgan import atomic
-from rxwgan.errors import RxwganError
+from rxwgan.errors import RxwganError, first_line
 
 DEFAULT_PATH_COLUMN = "raw_image_path"
 DEFAULT_TARGET_COLUMN = "target"
@@ -123,7 +123,7 @@ def read_rows(csv_path: Path, path_column: str = DEFAULT_PATH_COLUMN,
         frame = pd.read_csv(csv_path, dtype={path_column: str}, keep_default_na=False,
                             na_values={target_column: [""]})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise RxwganError(f"{csv_path}: not a readable CSV table ({_first_line(exc)})") from None
+        raise RxwganError(f"{csv_path}: not a readable CSV table ({first_line(exc)})") from None
     first = frame.columns[0] if len(frame.columns) else None
     has_index = isinstance(first, str) and first.startswith("Unnamed: 0")
     if has_index:
@@ -131,10 +131,6 @@ def read_rows(csv_path: Path, path_column: str = DEFAULT_PATH_COLUMN,
         frame = frame.set_index(first)
         frame.index.name = None
     return Table(frame, csv_path.resolve(), path_column, target_column, has_index)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def validate(table: Table, target: int | None = None, check_files: bool = True) -> list[str]:

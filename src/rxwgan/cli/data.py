@@ -114,7 +114,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from rxwgan.demo import write_demo_data
+    from rxwgan.phantoms import write_demo_data
 
     out = Path(args.output)
     refuse_existing(out / "table.csv", args.overwrite)

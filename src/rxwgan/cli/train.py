@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rxwgan.quickstart import DemoSettings, run_demo
+    from rxwgan.demo import DemoSettings, run_demo
 
     run_demo(args.output, DemoSettings(model=args.model, epochs=args.epochs))
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rxwgan.models import compact, legacy  # noqa: F401  (register tiny, small, v1, v2, v3)
+from rxwgan.models import compact, keras_era  # noqa: F401  (register tiny, small, v1, v2, v3)
 from rxwgan.models.files import file_sha256, load_model, save_model
 from rxwgan.models.keras_import import is_keras_h5, load_keras_model
 from rxwgan.models.registry import (

@@ -7,7 +7,7 @@ strided-conv critic), fewer pixels and channels: ``tiny`` (32 px) trains in seco
 
 from __future__ import annotations
 
-from rxwgan.models.legacy import CriticSpec, GeneratorSpec
+from rxwgan.models.keras_era import CriticSpec, GeneratorSpec
 from rxwgan.models.registry import register
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from rxwgan.demo import render_phantom, write_demo_data
+from rxwgan.phantoms import render_phantom, write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.table import TABLE_COLUMNS, read_table
 

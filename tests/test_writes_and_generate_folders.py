@@ -1,4 +1,4 @@
-"""Hardening of the writers: file modes, full disks, bad output paths, one generate per folder,
+"""The writers under faults: file modes, full disks, bad output paths, one generate per folder,
 and a synthetic folder that holds exactly what its table lists."""
 
 from __future__ import annotations

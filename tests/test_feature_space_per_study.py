@@ -1,4 +1,4 @@
-"""Hardening of the metrics: one feature space per study, content-keyed caches, untouched RNGs."""
+"""Metrics one can compare: one feature space per study, content-keyed caches, untouched RNGs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 import rxwgan.metrics as metrics_module
 from rxwgan.cli import main
 from rxwgan.config import TrainConfig
-from rxwgan.demo import write_demo_data
+from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.metrics import evaluate_generator, features
 from rxwgan.metrics.spaces import RUN_RECORD, SPACE_FILE, study_space

@@ -1,4 +1,4 @@
-"""The data layer's hardening: wide-depth PNGs, rebased written tables, refused files,
+"""The data layer under odd input: wide-depth PNGs, rebased written tables, refused files,
 a table check that decodes, and progress bars that suit a log file."""
 
 from __future__ import annotations

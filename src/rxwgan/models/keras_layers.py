@@ -1,0 +1,106 @@
+"""The layers the Keras-era networks are built from, matching Keras to the last pixel.
+
+Keras 'same' padding is reproduced exactly, including its asymmetric cases (extra pixel at
+the bottom/right), because networks imported from the old tool must give its numbers.
+Initialisation follows the Keras files: He-uniform convolution kernels, Glorot-uniform
+Dense kernels, zero biases; BatchNorm uses Keras' eps 1e-3 and momentum 0.99 (0.01 here).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01
+LEAKY_SLOPE = 0.3
+
+
+def tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) zero padding TF uses for a 'same' convolution over ``size`` pixels."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TF 'same' padding, computed from the input size like TF does."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = tf_same_pads(x.shape[-2], self.kernel_size[0], self.stride[0])
+        left, right = tf_same_pads(x.shape[-1], self.kernel_size[1], self.stride[1])
+        if top == bottom and left == right:  # let the conv pad: no extra copy
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
+
+
+class SameConvTranspose2d(nn.ConvTranspose2d):
+    """ConvTranspose2d whose output is exactly ``input * stride`` like TF's 'same'.
+
+    TF crops ``max(k - s, 0)`` pixels off the full transposed output, the odd one at the
+    bottom/right; PyTorch's symmetric ``padding`` crops the even part, we drop the rest.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
+        if kernel_size < stride:
+            raise ValueError("'same' transposed convolution needs kernel_size >= stride")
+        crop = kernel_size - stride
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=crop // 2)
+        self.extra_crop = crop % 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        if self.extra_crop:
+            y = y[..., : y.shape[-2] - self.extra_crop, : y.shape[-1] - self.extra_crop]
+        return y
+
+
+class Dropout(nn.Module):
+    """Inverted dropout whose mask comes from 16-bit random integers.
+
+    ``torch.bernoulli_`` draws one float per element, which made dropout about a sixth
+    of a v1 training step on a CPU; 64-bit random words split into four 16-bit draws
+    cost a fraction of that. The drop probability is ``p`` rounded to a multiple of
+    1/65536 (0.3 becomes 0.300003); the mask is a constant to autograd, so the double
+    backward of the gradient penalty passes through it like any product.
+    """
+
+    LEVELS = 1 << 16
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.threshold = round(p * self.LEVELS) - self.LEVELS // 2  # keep draws >= threshold
+        kept = 1.0 - (self.threshold + self.LEVELS // 2) / self.LEVELS
+        self.scale = 1.0 / kept if kept > 0 else 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        words = torch.empty(-(-x.numel() // 4), dtype=torch.int64, device=x.device)
+        words.random_(**{"from": -(1 << 63), "to": None})  # all 64 bits, sign bit included
+        draws = words.view(torch.int16)[: x.numel()].as_strided(x.shape, x.stride())
+        keep = (draws >= self.threshold).to(x.dtype).mul_(self.scale)  # 0 or 1/(1-p), one pass
+        return x * keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def init_like_keras(module: nn.Module) -> None:
+    """Keras' initialisers: HeUniform convs, GlorotUniform dense, zero biases.
+
+    PyTorch's fan-in for a ConvTranspose weight (in, out, kh, kw) is out*kh*kw, the same
+    number Keras derives from its (kh, kw, out, in) kernel, so kaiming_uniform matches.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
