@@ -2,7 +2,8 @@
 
 Read from the run folders alone, so it works on a finished study, on one still running
 (its unfinished runs are marked and the figures use the epochs done so far), and on a
-folder of runs made one by one with ``rxwgan train``.
+folder of runs made one by one with ``rxwgan train``. It reads a study through
+``rxwgan.study``, never through the Ray driver, so it needs no Ray.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from rxwgan import atomic
 from rxwgan.errors import RxwganError
 from rxwgan.metrics.spaces import FEATURE_KEYS, RUN_RECORD, read_run_space
 from rxwgan.plots import figure_format, save_grid
-from rxwgan.sweep import (SWEEP_FILE, TRAINED_GENERATOR, RunPlan, last_value, read_json, run_status,
-                          study_runs)
+from rxwgan.study import TRAINED_GENERATOR, RunPlan, is_number, last_value, load_study, read_json, run_status
 from rxwgan.table import write_frame
 from rxwgan.training import HISTORY_KEYS
 
@@ -74,18 +74,13 @@ class Report:
 # --- tables -------------------------------------------------------------------------------
 
 def _load_runs(study: Path) -> list[_Run]:
-    if not study.is_dir():
-        raise RxwganError(f"{study}: no such study folder")
-    runs = study_runs(study)
-    if not runs:
-        raise RxwganError(f"{study}: holds no sweep.json and no run folders (<split>/target_<t>/)")
-    epochs = read_json(study / SWEEP_FILE).get("config", {}).get("epochs")
+    runs, epochs = load_study(study)
     loaded = []
     for plan in runs:
         folder = study / plan.path
         status = run_status(study, plan, epochs)
         history = {key: values for key, values in read_json(folder / "history.json").items()
-                   if isinstance(values, list) and all(_is_number(v) for v in values if v is not None)}
+                   if isinstance(values, list) and all(is_number(v) for v in values if v is not None)}
         spec = plan.split
         row: dict[str, Any] = {"run": plan.path, "split": spec.name, "fold": spec.fold,
                                "n_splits": spec.n_splits, "test": spec.test, "sort": spec.sort,
@@ -104,10 +99,6 @@ def _comparable_keys(runs: Sequence[_Run]) -> list[str]:
     keys = _metric_keys(runs)
     spaces = {run.row["eval_space"] for run in runs if FEATURE_KEYS & set(run.history)}
     return keys if len(spaces) <= 1 else [key for key in keys if key not in FEATURE_KEYS]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _metric_keys(runs: Sequence[_Run]) -> list[str]:
