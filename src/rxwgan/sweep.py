@@ -28,6 +28,7 @@ from typing import Any
 from rxwgan import atomic
 from rxwgan.config import TrainConfig
 from rxwgan.errors import RxwganError
+from rxwgan.extras import require
 from rxwgan.status_table import LiveTable, Log
 from rxwgan.study import STATUS_FILE, SWEEP_FILE, RunPlan, is_finished, read_json, write_status
 from rxwgan.sweep_worker import train_task
@@ -74,6 +75,7 @@ def run_sweep(base: TrainConfig, study: str | Path, runs: Sequence[RunPlan],
     from their checkpoints. With ``--eval_for_each`` every run measures in the study's
     one feature space (``study_space``; ``eval_fit_all``: fitted on every row).
     """
+    require(("ray",), "sweep", "rxwgan sweep")  # before minutes of filling the cache
     options = options or SweepOptions()
     study = Path(study).expanduser().resolve()
     base = _prepare_base(base, runs)
