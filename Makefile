@@ -1,4 +1,6 @@
 # The front door: `make demo` and `make test` each set themselves up on a fresh machine.
+# Every install goes through constraints.txt: pyproject.toml gives ranges (torch>=2.6), the
+# constraints file the exact releases we test (an unconstrained torch is a multi-GB CUDA build).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,10 +9,10 @@ DEMO := demo_out
 
 .PHONY: install test demo bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
