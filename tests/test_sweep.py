@@ -19,8 +19,9 @@ from rxwgan.config import TrainConfig
 from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.report import write_report
-from rxwgan.sweep import (RunStatus, SweepOptions, format_status, parse_indices, plan_runs, plan_splits,
-                          run_sweep, study_status, write_status)
+from rxwgan.status_table import format_status
+from rxwgan.study import RunStatus, parse_indices, plan_runs, plan_splits, study_status, write_status
+from rxwgan.sweep import SweepOptions, run_sweep
 
 
 def quiet(_: str) -> None:

@@ -20,6 +20,7 @@ from torch import nn
 
 from rxwgan.atomic import atomic_path
 from rxwgan.errors import RxwganError
+from rxwgan.extras import require
 from rxwgan.models import load_model
 
 DEFAULT_OPSET = 17
@@ -48,6 +49,7 @@ def export_onnx(generator: str | os.PathLike, out: str | os.PathLike, overwrite:
 
     Refuses an existing ``out`` unless ``overwrite``; writes nothing if the check fails.
     """
+    require(("onnx", "onnxruntime"), "export", "rxwgan export --onnx")
     target = Path(out)
     if target.is_dir():
         raise RxwganError(f"--onnx {target}: is a folder; name the .onnx file to write")

@@ -2,7 +2,9 @@
 
 Read from the run folders alone, so it works on a finished study, on one still running
 (its unfinished runs are marked and the figures use the epochs done so far), and on a
-folder of runs made one by one with ``rxwgan train``.
+folder of runs made one by one with ``rxwgan train``. It reads a study through
+``rxwgan.study``, never through the Ray driver, so it needs no Ray; the curves and sample
+grids are drawn by ``rxwgan.report_figures``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,9 @@ import torch
 from rxwgan import atomic
 from rxwgan.errors import RxwganError
 from rxwgan.metrics.spaces import FEATURE_KEYS, RUN_RECORD, read_run_space
-from rxwgan.plots import figure_format, save_grid
-from rxwgan.sweep import (SWEEP_FILE, TRAINED_GENERATOR, RunPlan, last_value, read_json, run_status,
-                          study_runs)
+from rxwgan.plots import save_grid
+from rxwgan.report_figures import generator_samples, plot_bands
+from rxwgan.study import RunPlan, is_number, last_value, load_study, read_json, run_status
 from rxwgan.table import write_frame
 from rxwgan.artefacts import HISTORY_KEYS
 
@@ -74,18 +75,13 @@ class Report:
 # --- tables -------------------------------------------------------------------------------
 
 def _load_runs(study: Path) -> list[_Run]:
-    if not study.is_dir():
-        raise RxwganError(f"{study}: no such study folder")
-    runs = study_runs(study)
-    if not runs:
-        raise RxwganError(f"{study}: holds no sweep.json and no run folders (<split>/target_<t>/)")
-    epochs = read_json(study / SWEEP_FILE).get("config", {}).get("epochs")
+    runs, epochs = load_study(study)
     loaded = []
     for plan in runs:
         folder = study / plan.path
         status = run_status(study, plan, epochs)
         history = {key: values for key, values in read_json(folder / "history.json").items()
-                   if isinstance(values, list) and all(_is_number(v) for v in values if v is not None)}
+                   if isinstance(values, list) and all(is_number(v) for v in values if v is not None)}
         spec = plan.split
         row: dict[str, Any] = {"run": plan.path, "split": spec.name, "fold": spec.fold,
                                "n_splits": spec.n_splits, "test": spec.test, "sort": spec.sort,
@@ -104,10 +100,6 @@ def _comparable_keys(runs: Sequence[_Run]) -> list[str]:
     keys = _metric_keys(runs)
     spaces = {run.row["eval_space"] for run in runs if FEATURE_KEYS & set(run.history)}
     return keys if len(spaces) <= 1 else [key for key in keys if key not in FEATURE_KEYS]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _metric_keys(runs: Sequence[_Run]) -> list[str]:
@@ -161,85 +153,6 @@ def _refuse_mixed_spaces(scored: pd.DataFrame, key: str) -> None:
             raise RxwganError(f"--select {key}: these runs measured {key} in different feature spaces "
                               f"and cannot be ranked together: {named}; run them as one sweep (one "
                               f"space for the study) or give each the same --eval_features FILE")
-
-
-# --- figures ------------------------------------------------------------------------------
-
-def _band(histories: Sequence[dict[str, list]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Epochs, mean and standard deviation across runs of ``key`` (runs may differ in length)."""
-    series = [history.get(key) or [] for history in histories]
-    length = max((len(s) for s in series), default=0)
-    stacked = np.full((len(series), length), np.nan)
-    for i, values in enumerate(series):
-        stacked[i, :len(values)] = [np.nan if v is None else v for v in values]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # epochs no run has reached yet
-        return np.arange(1, length + 1), np.nanmean(stacked, axis=0), np.nanstd(stacked, axis=0)
-
-
-def plot_bands(histories: Sequence[dict[str, list]], panels: Sequence[tuple[str, Sequence[str]]],
-               path: Path, title: str) -> None:
-    """One panel per group of keys: the mean across runs, and a band of +-1 std."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
-    for axis, (name, keys) in zip(axes[0], panels, strict=True):
-        for key in keys:
-            epochs, mean, std = _band(histories, key)
-            shown = np.isfinite(mean)
-            if not shown.any():
-                continue
-            line, = axis.plot(epochs[shown], mean[shown], label=key, marker="." if shown.sum() < 3 else None)
-            axis.fill_between(epochs[shown], (mean - std)[shown], (mean + std)[shown],
-                              color=line.get_color(), alpha=0.2, linewidth=0)
-        axis.set_title(name)
-        axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.grid(alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=7)
-    figure.suptitle(title)
-    figure.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=80, format=figure_format(path))
-    plt.close(figure)
-
-
-def generator_samples(folder: Path, count: int = 25) -> torch.Tensor | None:
-    """``count`` images from a run's newest generator on its own fixed latents (the sample grid's).
-
-    The checkpoint holds both the newest weights and those latents; a folder without
-    one falls back to its trained generator and latents drawn from the run's seed.
-    """
-    from rxwgan.checkpoint import has_checkpoint, load_checkpoint
-    from rxwgan.models import build_generator, load_model
-
-    saved = read_json(folder / "config.json")
-    if has_checkpoint(folder) and "generator" in saved:
-        try:
-            checkpoint = load_checkpoint(folder, warn=lambda _: None)
-        except RxwganError:  # replaced by a newer one while the run goes on: no grid this time
-            return None
-        if checkpoint is None:
-            return None
-        generator = build_generator(saved["generator"]["arch"], **saved["generator"]["hparams"])
-        generator.load_state_dict(checkpoint["generator"])
-        if saved.get("config", {}).get("channels_last", True):  # the run's layout, the run's numbers
-            generator.to(memory_format=torch.channels_last)
-        latents = checkpoint["fixed_z"].float()
-    elif (folder / TRAINED_GENERATOR).is_file():
-        generator = load_model(folder / TRAINED_GENERATOR, role="generator")
-        seed = int(saved.get("config", {}).get("seed", 0))
-        latents = torch.randn(count, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
-    else:
-        return None
-    generator.eval()
-    with torch.no_grad():
-        return generator(latents[:count]).float()
 
 
 # --- the report ---------------------------------------------------------------------------

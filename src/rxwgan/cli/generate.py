@@ -83,7 +83,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                      help="no progress bar")
     gen.set_defaults(handler=cmd_generate)
 
-    export = verbs.add_parser("export", help="export a generator to ONNX, checked with onnxruntime")
+    export = verbs.add_parser("export", help="export a generator to ONNX, checked with onnxruntime "
+                                                    "(needs the extra rxwgan[export])")
     export.add_argument("-g", "--generator", required=True,
                         help="generator file (.safetensors, or the old tool's .h5)")
     export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="file to write")

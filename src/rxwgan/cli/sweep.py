@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rxwgan.cli.train import add_loop_flags, add_model_flags, train_config
 from rxwgan.errors import RxwganError
+
+if TYPE_CHECKING:
+    from rxwgan.config import TrainConfig
+    from rxwgan.study import RunPlan
 
 
 def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +50,9 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=cmd_sweep)
 
 
-def sweep_plan(args: argparse.Namespace):
+def sweep_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[RunPlan]]:
     """The base config and the runs the flags ask for."""
-    from rxwgan.sweep import parse_indices, plan_runs, plan_splits
+    from rxwgan.study import parse_indices, plan_runs, plan_splits
 
     for flag in ("input", "output"):
         if not getattr(args, flag):
@@ -72,11 +77,14 @@ def sweep_plan(args: argparse.Namespace):
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from rxwgan.sweep import SweepOptions, format_status, run_sweep, study_status
+    if args.status:  # the study's files alone: no Ray needed
+        from rxwgan.status_table import format_status
+        from rxwgan.study import study_status
 
-    if args.status:
         print(format_status(study_status(args.status)))
         return 0
+    from rxwgan.sweep import SweepOptions, run_sweep
+
     base, runs = sweep_plan(args)
     for flag in ("max_concurrent", "cpus_per_run", "max_retries"):
         value = getattr(args, flag)
