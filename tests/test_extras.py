@@ -19,7 +19,7 @@ import pytest
 
 import rxwgan
 from rxwgan.config import TrainConfig
-from rxwgan.demo import write_demo_data
+from rxwgan.phantoms import write_demo_data
 from rxwgan.training import train
 
 OPTIONAL = ("ray", "onnx", "onnxruntime")

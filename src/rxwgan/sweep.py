@@ -27,7 +27,7 @@ from typing import Any
 
 from rxwgan import atomic
 from rxwgan.config import TrainConfig
-from rxwgan.errors import RxwganError
+from rxwgan.errors import RxwganError, first_line
 from rxwgan.extras import require
 from rxwgan.status_table import LiveTable, Log
 from rxwgan.study import STATUS_FILE, SWEEP_FILE, RunPlan, is_finished, read_json, write_status
@@ -152,8 +152,8 @@ def _fill_cache(base: TrainConfig) -> None:
     from rxwgan.table import read_table
 
     table = read_table(base.input, base.path_column, base.target_column)
-    labels = [table.row_label(i) for i in range(len(table))]
-    ImageCache(base.cache_dir).load(table.paths, image_size(base), labels, progress=sys.stderr.isatty())
+    ImageCache(base.cache_dir).load_rows(table, image_size(base), progress=sys.stderr.isatty(),
+                                         bit_depth=base.bit_depth)
 
 
 def study_space(study: Path, base: TrainConfig, runs: Sequence[RunPlan],
@@ -315,8 +315,7 @@ def _outcome(ref: Any) -> tuple[str, str | None]:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _retried_exceptions() -> tuple[type[BaseException], ...]:
