@@ -23,6 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from rxwgan.config import TrainConfig
+from rxwgan.splits import SplitSpec
 from rxwgan.phantoms import write_demo_data
 from rxwgan.devices import cpu_supports_bf16
 from rxwgan.losses import critic_loss, generator_loss, gradient_penalty
@@ -115,8 +116,9 @@ def run(repeats: int = 5, warmup: int = 2) -> dict:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         table = write_demo_data(Path(tmp) / "d", n_images=80, size=128, seed=0)
-        config = TrainConfig(input=str(table), output=str(Path(tmp) / "run"), model="v1", fold=0,
-                             n_splits=2, batch_size=BATCH, n_critic=1, progress=False,
+        config = TrainConfig(input=str(table), output=str(Path(tmp) / "run"), model="v1",
+                             split=SplitSpec(fold=0, n_splits=2), batch_size=BATCH, n_critic=1,
+                             progress=False,
                              cache_dir=str(Path(tmp) / "cache"))
         trainer = Trainer(config, log=lambda _: None)
         assert len(trainer.train_images) >= BATCH, "the bench needs a full batch of training images"

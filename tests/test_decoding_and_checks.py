@@ -134,7 +134,7 @@ def test_train_takes_the_depth_and_refuses_a_bad_one():
     args = build_parser().parse_args(["train", "-i", "t.csv", "-o", "o", "--bit-depth", "12"])
     assert train_config(args).bit_depth == 12
     with pytest.raises(RxwganError, match="--bit-depth"):
-        TrainConfig(input="t.csv", output="o", fold=0, n_splits=5, bit_depth=4).check()
+        TrainConfig(input="t.csv", output="o", bit_depth=4).check()
 
 
 # --- 8: a written table keeps finding its images -------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 
 import rxwgan
 from rxwgan.config import TrainConfig
+from rxwgan.splits import SplitSpec
 from rxwgan.phantoms import write_demo_data
 from rxwgan.training import train
 
@@ -59,7 +60,8 @@ def study(tmp_path_factory) -> Path:
     table = write_demo_data(root / "data", n_images=40, size=32, seed=7)
     for target in (0, 1):
         train(TrainConfig(input=str(table), output=str(root / "study" / "fold_0" / f"target_{target}"),
-                          model="tiny", epochs=1, batch_size=4, n_critic=2, fold=0, n_splits=2,
+                          model="tiny", epochs=1, batch_size=4, n_critic=2,
+                          split=SplitSpec(fold=0, n_splits=2),
                           target=target, save_for_each=10, disp_for_each=10, precision="fp32",
                           cache_dir=str(root / "data" / "cache"), progress=False), log=lambda _: None)
     return root / "study"

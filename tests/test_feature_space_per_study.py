@@ -42,6 +42,7 @@ def config(table: Path, out: Path, **overrides) -> TrainConfig:
                   fold=0, n_splits=2, save_for_each=10, disp_for_each=10, precision="fp32",
                   progress=False, eval_for_each=1, eval_metrics=("kid", "pr"), eval_features="random")
     values.update(overrides)
+    values["split"] = SplitSpec(fold=values.pop("fold"), n_splits=values.pop("n_splits"))
     return TrainConfig(**values)
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 from rxwgan import atomic
 from rxwgan.cli import main
 from rxwgan.config import TrainConfig
+from rxwgan.splits import SplitSpec
 from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.metrics.spaces import RUN_RECORD
@@ -32,7 +33,8 @@ class _Killed(Exception):
 def _config(table: Path, study: Path, fold: int, target: int, epochs: int) -> TrainConfig:
     # An explicit cache: module fixtures run before conftest's per-test RXWGAN_CACHE_DIR.
     return TrainConfig(input=str(table), output=str(study / f"fold_{fold}" / f"target_{target}"),
-                       model="tiny", epochs=epochs, batch_size=4, n_critic=2, fold=fold, n_splits=2,
+                       model="tiny", epochs=epochs, batch_size=4, n_critic=2,
+                       split=SplitSpec(fold=fold, n_splits=2),
                        target=target, save_for_each=10, disp_for_each=10, precision="fp32",
                        cache_dir=str(table.parent / "cache"), progress=False)
 

@@ -19,6 +19,7 @@ from rxwgan import folder_lock
 from rxwgan.checkpoint import KEEP, load_checkpoint, save_checkpoint
 from rxwgan.cli import main
 from rxwgan.config import TrainConfig
+from rxwgan.splits import SplitSpec
 from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.training import train
@@ -36,6 +37,7 @@ def config(table: Path, out: Path, **overrides) -> TrainConfig:
                   n_critic=2, fold=0, n_splits=5, save_for_each=2, disp_for_each=2,
                   precision="fp32", progress=False)
     values.update(overrides)
+    values["split"] = SplitSpec(fold=values.pop("fold"), n_splits=values.pop("n_splits"))
     return TrainConfig(**values)
 
 

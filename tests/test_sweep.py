@@ -16,6 +16,7 @@ import pytest
 
 from rxwgan.cli import main
 from rxwgan.config import TrainConfig
+from rxwgan.splits import SplitSpec
 from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.report import write_report
@@ -113,7 +114,7 @@ def test_status_sees_runs_whose_process_is_gone(tmp_path):
     gone.wait()
     folder = tmp_path / "fold_0" / "target_1"
     folder.mkdir(parents=True)
-    config = base(Path("t.csv"), fold=0, n_splits=2, target=1, epochs=5, output=str(folder))
+    config = base(Path("t.csv"), split=SplitSpec(fold=0, n_splits=2), target=1, epochs=5, output=str(folder))
     (folder / "config.json").write_text(json.dumps({"config": config.to_dict()}))
     write_status(folder, "running")
     (folder / "worker.json").write_text(json.dumps({"pid": gone.pid, "host": os.uname().nodename}))
@@ -144,7 +145,8 @@ def test_sweep_trains_every_fold_and_target_and_reports_them(swept):
     for path in paths:
         folder = study / path
         saved = json.loads((folder / "config.json").read_text())["config"]
-        assert (f"fold_{saved['fold']}/target_{saved['target']}", saved["n_splits"]) == (path, 2)
+        split = saved["split"]
+        assert (f"fold_{split['fold']}/target_{saved['target']}", split["n_splits"]) == (path, 2)
         assert (folder / "generator_trained.safetensors").is_file()
         assert len(history(folder)["train_critic_loss"]) == 2
     assert [r["path"] for r in json.loads((study / "sweep.json").read_text())["runs"]] == paths

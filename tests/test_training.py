@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from rxwgan.config import TrainConfig
+from rxwgan.splits import SplitSpec
 from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.artefacts import HISTORY_KEYS
@@ -29,6 +30,7 @@ def config(table: Path, out: Path, **overrides) -> TrainConfig:
                   n_critic=2, fold=0, n_splits=5, save_for_each=2, disp_for_each=2,
                   precision="fp32", progress=False)
     values.update(overrides)
+    values["split"] = SplitSpec(fold=values.pop("fold"), n_splits=values.pop("n_splits"))
     return TrainConfig(**values)
 
 

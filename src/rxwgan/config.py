@@ -20,8 +20,7 @@ MIN_BATCH_SIZE = 2
 
 # Fields that change what a run computes: resuming with any of them changed is refused. The
 # table is compared by content (run_folder) and the architecture by what the run built.
-IDENTITY_FIELDS = ("target", "fold", "n_splits", "test", "sort", "seed",
-                   "batch_size", "n_critic", "lr", "betas", "gp_weight", "dropout",
+IDENTITY_FIELDS = ("target", "split", "seed", "batch_size", "n_critic", "lr", "betas", "gp_weight", "dropout",
                    "path_column", "target_column", "bit_depth")
 
 
@@ -35,11 +34,8 @@ class TrainConfig:
     generator: str | None = None
     critic: str | None = None
     target: int = 1
-    fold: int | None = None
-    n_splits: int | None = None
-    test: int | None = None
-    sort: int | None = None
-    seed: int = DEFAULT_SEED
+    split: SplitSpec = SplitSpec.from_flags()  # which partition; its own seed shuffles the folds
+    seed: int = DEFAULT_SEED  # initialisation, shuffling, latents, dropout
     batch_size: int = 16
     epochs: int = 1000
     n_critic: int = 5
@@ -64,11 +60,6 @@ class TrainConfig:
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
-
-    @property
-    def split(self) -> SplitSpec:
-        return SplitSpec(fold=self.fold, n_splits=self.n_splits, test=self.test, sort=self.sort,
-                         seed=self.seed)
 
     @property
     def architecture(self) -> str:
@@ -116,8 +107,14 @@ class TrainConfig:
         """Critic steps per generator step; the old tool's 0 meant one of each per batch."""
         return max(self.n_critic, 1)
 
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """A field's default: the one place the CLI, the sweep and the demo take it from."""
+        return cls.__dataclass_fields__[name].default
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["split"] = self.split.to_dict()
         data["betas"] = list(self.betas)
         data["eval_metrics"] = list(self.eval_metrics)
         return data
@@ -126,6 +123,10 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
+        if isinstance(values.get("split"), dict):
+            values["split"] = SplitSpec.from_dict(values["split"])
+        elif "split" not in values:  # written before the split was one value: one seed for both
+            values["split"] = SplitSpec.from_dict(data)
         for name in ("betas", "eval_metrics"):
             if name in values:
                 values[name] = tuple(values[name])
@@ -142,7 +143,9 @@ class TrainConfig:
         given, so the command that started a run from -g/-c files resumes it unchanged.
         """
         mine, theirs = self.identity(), saved.identity()
-        changed = [f"--{k} {theirs[k]} -> {mine[k]}" for k in IDENTITY_FIELDS if mine[k] != theirs[k]]
+        changed = [f"--{k} {theirs[k]} -> {mine[k]}" for k in IDENTITY_FIELDS
+                   if k != "split" and mine[k] != theirs[k]]
+        changed += self.split.changes_from(saved.split)
         built = saved_arch or saved.model
         if self.model is not None and built is not None and self.model != built:
             changed.append(f"--model {built} -> {self.model}")

@@ -6,6 +6,7 @@ curves and history in one folder, small enough for two CPU cores in a few minute
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -15,21 +16,19 @@ from rxwgan.cache import ImageCache
 from rxwgan.config import TrainConfig
 from rxwgan.phantoms import write_demo_data
 from rxwgan.models import model_info
-from rxwgan.splits import SplitSpec, partition
+from rxwgan.splits import partition
 from rxwgan.table import read_table
 from rxwgan.training import Log, train
 
 
 @dataclass
 class DemoSettings:
+    """What the demo changes from TrainConfig's defaults (the rest, the split included, are those)."""
+
     images: int = 200
     image_size: int = 128
     model: str = "small"
     epochs: int = 250
-    n_critic: int = 5
-    batch_size: int = 16
-    n_splits: int = 5
-    fold: int = 0
 
 
 def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = print) -> Path:
@@ -50,22 +49,21 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
     log(f"[2/4] {len(table)} images decoded to {size}px in the cache "
         f"({time.perf_counter() - start:.1f} s)")
 
-    log(f"[3/4] {settings.n_splits}-fold split (seed 512), as the old tool made it:")
+    split = TrainConfig.default("split")
+    log(f"[3/4] {split.n_splits}-fold split (seed {split.seed}), as the old tool made it:")
     targets = table.targets
-    for fold in range(settings.n_splits):
-        parts = partition(targets, SplitSpec(fold=fold, n_splits=settings.n_splits))
+    for fold in range(split.n_splits):
+        parts = partition(targets, dataclasses.replace(split, fold=fold))
         train_counts, val_counts = Counter(targets[parts.train]), Counter(targets[parts.val])
         log(f"      fold {fold}: train {len(parts.train)} (TB {train_counts[1]}), "
             f"val {len(parts.val)} (TB {val_counts[1]})")
 
     for target in (0, 1):
-        run_dir = out / f"fold_{settings.fold}" / f"target_{target}"
-        log(f"[4/4] training the target-{target} generator on fold {settings.fold} -> {run_dir}")
+        run_dir = out / split.name / f"target_{target}"
+        log(f"[4/4] training the target-{target} generator on {split.name} -> {run_dir}")
         train(TrainConfig(input=str(table_path), output=str(run_dir), model=settings.model,
-                          target=target, fold=settings.fold, n_splits=settings.n_splits,
-                          epochs=settings.epochs, batch_size=settings.batch_size,
-                          n_critic=settings.n_critic, save_for_each=max(settings.epochs // 4, 1),
+                          target=target, epochs=settings.epochs, save_for_each=max(settings.epochs // 4, 1),
                           disp_for_each=max(settings.epochs // 4, 1)), log=log)
     log(f"demo finished: sample grids (fake_samples_epoch_*.png), loss_curves.png and history.json "
-        f"for each class are in {out}/fold_{settings.fold}/target_0 and target_1")
+        f"for each class are in {out}/{split.name}/target_0 and target_1")
     return out

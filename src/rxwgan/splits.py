@@ -13,7 +13,8 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from rxwgan.errors import RxwganError
 
-DEFAULT_SEED = 512
+DEFAULT_SEED = 512  # the old tool's splitter seed; also every run's default seed
+DEFAULT_N_SPLITS = 5  # the old README's example: --fold 0 --n_splits 5
 STRATIFIED_FOLDS = 10
 
 
@@ -26,6 +27,31 @@ class SplitSpec:
     test: int | None = None
     sort: int | None = None
     seed: int = DEFAULT_SEED
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {"fold": self.fold, "n_splits": self.n_splits, "test": self.test, "sort": self.sort,
+                "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SplitSpec:
+        return cls(fold=data.get("fold"), n_splits=data.get("n_splits"), test=data.get("test"),
+                   sort=data.get("sort"), seed=data.get("seed", DEFAULT_SEED))
+
+    @classmethod
+    def from_flags(cls, fold: int | None = None, n_splits: int | None = None, test: int | None = None,
+                   sort: int | None = None, seed: int = DEFAULT_SEED) -> SplitSpec:
+        """The partition a command's flags name; k-fold 0 of 5 when they name none."""
+        if test is None and sort is None:
+            fold = 0 if fold is None else fold
+            n_splits = DEFAULT_N_SPLITS if n_splits is None else n_splits
+        return cls(fold=fold, n_splits=n_splits, test=test, sort=sort, seed=seed)
+
+    def changes_from(self, before: SplitSpec) -> list[str]:
+        """The flags that differ from ``before``, as ``--n_splits 2 -> 3`` (for refusals)."""
+        flags = {"fold": "--fold", "n_splits": "--n_splits", "test": "--test", "sort": "--sort",
+                 "seed": "--split-seed"}
+        old, new = before.to_dict(), self.to_dict()
+        return [f"{flag} {old[key]} -> {new[key]}" for key, flag in flags.items() if old[key] != new[key]]
 
     @property
     def scheme(self) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from rxwgan import atomic
 from rxwgan.config import TrainConfig
 from rxwgan.errors import RxwganError
-from rxwgan.splits import STRATIFIED_FOLDS, SplitSpec
+from rxwgan.splits import DEFAULT_N_SPLITS, DEFAULT_SEED, STRATIFIED_FOLDS, SplitSpec
 
 SWEEP_FILE = "sweep.json"
 STATUS_FILE = "status.json"
@@ -56,10 +56,10 @@ def parse_indices(text: str, flag: str) -> list[int]:
 
 def plan_splits(scheme: str, n_splits: int | None = None, folds: Sequence[int] | None = None,
                 tests: Sequence[int] | None = None, sorts: Sequence[int] | None = None,
-                seed: int = 512) -> list[SplitSpec]:
+                seed: int = DEFAULT_SEED) -> list[SplitSpec]:
     """Every partition of the study: folds of k-fold, or tests x sorts of the stratified scheme."""
     if scheme == "kfold":
-        n_splits = 5 if n_splits is None else n_splits
+        n_splits = DEFAULT_N_SPLITS if n_splits is None else n_splits
         chosen = range(n_splits) if folds is None else folds
         specs = [SplitSpec(fold=f, n_splits=n_splits, seed=seed) for f in chosen]
     elif scheme == "stratified":
@@ -89,22 +89,15 @@ class RunPlan:
 
     def config(self, base: TrainConfig, study: Path) -> TrainConfig:
         """``base`` with this run's partition, target and output folder."""
-        spec = self.split
-        return dataclasses.replace(base, fold=spec.fold, n_splits=spec.n_splits, test=spec.test,
-                                   sort=spec.sort, seed=spec.seed, target=self.target,
-                                   output=str(study / self.path))
+        return dataclasses.replace(base, split=self.split, target=self.target, output=str(study / self.path))
 
     def to_dict(self) -> dict[str, Any]:
         """The entry of this run in ``sweep.json``."""
-        spec = self.split
-        return {"path": self.path, "split": spec.name, "fold": spec.fold, "n_splits": spec.n_splits,
-                "test": spec.test, "sort": spec.sort, "seed": spec.seed, "target": self.target}
+        return {"path": self.path, "split": self.split.name, **self.split.to_dict(), "target": self.target}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunPlan:
-        spec = SplitSpec(fold=data.get("fold"), n_splits=data.get("n_splits"), test=data.get("test"),
-                         sort=data.get("sort"), seed=data.get("seed", 512))
-        return cls(spec, int(data["target"]))
+        return cls(SplitSpec.from_dict(data), int(data["target"]))
 
 
 def plan_runs(splits: Sequence[SplitSpec], targets: Sequence[int]) -> list[RunPlan]:

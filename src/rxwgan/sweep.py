@@ -30,6 +30,7 @@ from rxwgan.config import TrainConfig
 from rxwgan.errors import RxwganError, first_line
 from rxwgan.extras import require
 from rxwgan.status_table import LiveTable, Log
+from rxwgan.splits import SplitSpec
 from rxwgan.study import STATUS_FILE, SWEEP_FILE, RunPlan, is_finished, read_json, write_status
 from rxwgan.sweep_worker import train_task
 
@@ -135,12 +136,12 @@ def _check_study(study: Path, base: TrainConfig, runs: Sequence[RunPlan]) -> Non
     previous = read_json(study / SWEEP_FILE)
     if "config" not in previous or base.overwrite:
         return
-    saved = TrainConfig.from_dict({**previous["config"], "fold": 0, "n_splits": 2})
-    mine = dataclasses.replace(base, fold=0, n_splits=2)
-    changed = [d for d in mine.differences(saved) if not d.startswith("--target ")]
-    folds = {entry["path"]: entry.get("n_splits") for entry in previous.get("runs", [])}
-    changed += sorted({f"--n_splits {folds[run.path]} -> {run.split.n_splits}" for run in runs
-                       if folds.get(run.path, run.split.n_splits) != run.split.n_splits})
+    saved = TrainConfig.from_dict(previous["config"])
+    # Each run has its own partition and target; the study's settings are the rest.
+    changed = dataclasses.replace(base, split=saved.split, target=saved.target).differences(saved)
+    planned = {entry["path"]: SplitSpec.from_dict(entry) for entry in previous.get("runs", [])}
+    changed += sorted({change for run in runs if run.path in planned
+                       for change in run.split.changes_from(planned[run.path])})
     if changed:
         raise RxwganError(f"{study} holds a study with other settings ({'; '.join(changed)}): "
                           f"use another -o, or --overwrite to start its runs afresh")

@@ -31,20 +31,32 @@ def add_table_flags(parser: argparse.ArgumentParser) -> None:
                         default="target", help="column holding the 0/1 target")
 
 
-def add_split_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fold", type=int, help="k-fold scheme: the validation fold")
+def add_split_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """--fold/--n_splits (k-fold), --test/--sort (the old 10x10 scheme) and --split-seed."""
+    from rxwgan.splits import DEFAULT_N_SPLITS
+
+    parser.add_argument("--fold", type=int, help=f"{what}k-fold scheme: the validation fold")
     parser.add_argument("--n_splits", "--n-splits", dest="n_splits", type=int,
-                        help="k-fold scheme: number of folds")
-    parser.add_argument("--test", type=int, help="stratified scheme: test fold 0..9")
-    parser.add_argument("--sort", type=int, help="stratified scheme: validation fold 0..9 within it")
-    parser.add_argument("--seed", type=int, default=512, help="splitter seed (default 512)")
+                        help=f"{what}k-fold scheme: number of folds (default {DEFAULT_N_SPLITS})")
+    parser.add_argument("--test", type=int, help=f"{what}stratified scheme: test fold 0..9")
+    parser.add_argument("--sort", type=int, help=f"{what}stratified scheme: validation fold 0..9 within it")
+    add_split_seed_flag(parser)
 
 
-def split_spec(args: argparse.Namespace):
+def add_split_seed_flag(parser: argparse.ArgumentParser) -> None:
+    from rxwgan.splits import DEFAULT_SEED
+
+    parser.add_argument("--split-seed", "--split_seed", dest="split_seed", type=int, default=DEFAULT_SEED,
+                        help=f"seed that shuffles the folds (default {DEFAULT_SEED}, the old tool's)")
+
+
+def split_spec(args: argparse.Namespace, default_fold: bool = True):
+    """The partition the flags name (k-fold 0 of 5 when none, if ``default_fold``), checked."""
     from rxwgan.splits import SplitSpec
 
-    spec = SplitSpec(fold=args.fold, n_splits=args.n_splits, test=args.test, sort=args.sort,
-                     seed=args.seed)
+    values = {"fold": args.fold, "n_splits": args.n_splits, "test": args.test, "sort": args.sort,
+              "seed": args.split_seed}
+    spec = SplitSpec.from_flags(**values) if default_fold else SplitSpec(**values)
     spec.check()
     return spec
 

@@ -79,7 +79,7 @@ def cmd_table_split(args: argparse.Namespace) -> int:
     from rxwgan.splits import partition
     from rxwgan.table import read_table
 
-    spec = split_spec(args)
+    spec = split_spec(args, default_fold=False)
     table = read_table(args.table, args.path_column, args.target_column, check_files=False)
     out = Path(args.output)
     refuse_existing(out, args.overwrite)

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rxwgan.cli.common import add_split_seed_flag
 from rxwgan.cli.train import add_loop_flags, add_model_flags, train_config
 from rxwgan.errors import RxwganError
 
@@ -26,7 +27,7 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", help="kfold: folds to run, e.g. 0-4 or 0,2 (default all)")
     parser.add_argument("--tests", help="stratified: test folds, e.g. 0-9 (default 0-9)")
     parser.add_argument("--sorts", help="stratified: sorts within each test (default 0-9)")
-    parser.add_argument("--seed", type=int, default=512, help="splitter seed (default 512)")
+    add_split_seed_flag(parser)
     parser.add_argument("--targets", default="0,1", help="classes to learn (default 0,1)")
     add_loop_flags(parser)
     parser.add_argument("--eval_fit_all", "--eval-fit-all", dest="eval_fit_all", action="store_true",
@@ -71,7 +72,7 @@ def sweep_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[RunPlan]]:
         return None if value is None else parse_indices(value, f"--{flag}")
 
     splits = plan_splits(scheme, args.n_splits, indices("folds"), indices("tests"), indices("sorts"),
-                         args.seed)
+                         args.split_seed)
     base = dataclasses.replace(train_config(args), progress=False)
     return base, plan_runs(splits, parse_indices(args.targets, "--targets"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rxwgan.cli.common import add_split_flags, add_table_flags, refuse_existing
+from rxwgan.cli.common import add_split_flags, add_table_flags, refuse_existing, split_spec
 from rxwgan.cli.data import add_bit_depth_flag
 
 
@@ -31,11 +31,14 @@ def cmd_create_models(args: argparse.Namespace) -> int:
 
 
 def add_create_flags(parser: argparse.ArgumentParser, default_output: str | None) -> None:
-    parser.add_argument("--model", default="v1", help="architecture name (default v1)")
+    from rxwgan.config import DEFAULT_MODEL
+
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture name (default {DEFAULT_MODEL})")
     parser.add_argument("-o", "--output", default=default_output, required=default_output is None,
                         help="folder to write generator.safetensors and critic.safetensors")
     parser.add_argument("--dropout", type=float, help="dropout rate (default: the architecture's)")
-    parser.add_argument("--seed", type=int, default=512, help="initialisation seed")
+    parser.add_argument("--seed", type=int, default=_default("seed"),
+                        help="initialisation seed (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(handler=cmd_create_models)
 
@@ -45,12 +48,14 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--input", required=True, help="the table (CSV)")
     parser.add_argument("-o", "--output", required=True, help="folder for this run's files")
     add_model_flags(parser)
-    parser.add_argument("-t", "--target", type=int, default=1, help="class to learn, 0 or 1 (default 1)")
+    parser.add_argument("-t", "--target", type=int, default=_default("target"),
+                        help="class to learn, 0 or 1 (default %(default)s)")
     add_split_flags(parser)
     add_loop_flags(parser)
     parser.add_argument("--history", help="old-style restart: history_epoch_N.json")
     parser.add_argument("--start_from_epoch", "--start-from-epoch", dest="start_from_epoch", type=int,
-                        default=1, help="old-style restart: first epoch to run (N+1)")
+                        default=_default("start_from_epoch"),
+                        help="old-style restart: first epoch to run (N+1)")
     parser.add_argument("--resume", action="store_true", help="require a checkpoint in -o and continue it")
     parser.add_argument("--overwrite", action="store_true", help="replace another run's files in -o")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -59,33 +64,53 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """Which networks a run starts from (shared with ``sweep``)."""
+    from rxwgan.config import DEFAULT_MODEL
+
     parser.add_argument("-g", "--generator", help="generator file to start from (.safetensors or old .h5)")
     parser.add_argument("-c", "--critic", help="critic file to start from (.safetensors or old .h5)")
-    parser.add_argument("--model", help="architecture when -g/-c are not given (default v1; a resumed "
-                        "run keeps its own)")
+    parser.add_argument("--model", help=f"architecture when -g/-c are not given (default {DEFAULT_MODEL}; "
+                        "a resumed run keeps its own)")
+
+
+def _default(name: str):
+    """TrainConfig's default for a field: the single source of every default."""
+    from rxwgan.config import TrainConfig
+
+    return TrainConfig.default(name)
 
 
 def add_loop_flags(parser: argparse.ArgumentParser) -> None:
     """How a run trains, the same for every run of a study (shared with ``sweep``)."""
-    parser.add_argument("--batch_size", "--batch-size", dest="batch_size", type=training_batch_size,
-                        default=16, help="images per critic step (at least 2)")
-    parser.add_argument("--epochs", type=int, default=1000)
-    parser.add_argument("--n_critic", "--n_discr", "--n-critic", dest="n_critic", type=int, default=5,
-                        help="critic steps per generator step (0: one of each per batch)")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.9), metavar=("B1", "B2"))
-    parser.add_argument("--gp_weight", "--gp-weight", dest="gp_weight", type=float, default=10.0)
+    from rxwgan.config import PRECISIONS
+
+    def number(name: str, *flags: str, kind: type = int, **options) -> None:
+        options.setdefault("help", "")
+        options["help"] += " (default %(default)s)"
+        parser.add_argument(*flags, dest=name, type=kind, default=_default(name), **options)
+
+    number("seed", "--seed", help="seed of the initialisation, shuffling, latents and dropout")
+    number("batch_size", "--batch_size", "--batch-size", kind=training_batch_size,
+           help="images per critic step (at least 2)")
+    number("epochs", "--epochs", help="passes over the class's training rows")
+    number("n_critic", "--n_critic", "--n_discr", "--n-critic",
+           help="critic steps per generator step (0: one of each per batch)")
+    number("lr", "--lr", kind=float, help="Adam learning rate of both networks")
+    parser.add_argument("--betas", type=float, nargs=2, default=_default("betas"), metavar=("B1", "B2"),
+                        help="Adam betas (default %(default)s)")
+    number("gp_weight", "--gp_weight", "--gp-weight", kind=float, help="gradient penalty weight")
     parser.add_argument("--dropout", type=float, help="dropout rate (default: the architecture's)")
-    parser.add_argument("--save_for_each", "--save-for-each", dest="save_for_each", type=int, default=50)
-    parser.add_argument("--disp_for_each", "--disp-for-each", dest="disp_for_each", type=int, default=50)
-    parser.add_argument("--eval_for_each", "--eval-for-each", dest="eval_for_each", type=int, default=0,
-                        help="every N epochs, evaluate the generator against the validation rows")
-    parser.add_argument("--eval_metrics", "--eval-metrics", dest="eval_metrics", default="kid,pr",
-                        help="metrics for --eval_for_each (fid, kid, pr, dc, hist)")
-    parser.add_argument("--eval_features", "--eval-features", dest="eval_features", default="auto",
+    number("save_for_each", "--save_for_each", "--save-for-each", help="epochs between epoch files")
+    number("disp_for_each", "--disp_for_each", "--disp-for-each", help="epochs between sample grids")
+    number("eval_for_each", "--eval_for_each", "--eval-for-each",
+           help="every N epochs, evaluate the generator against the validation rows (0: never)")
+    parser.add_argument("--eval_metrics", "--eval-metrics", dest="eval_metrics",
+                        default=",".join(_default("eval_metrics")),
+                        help="metrics for --eval_for_each (fid, kid, pr, dc, hist; default %(default)s)")
+    parser.add_argument("--eval_features", "--eval-features", dest="eval_features",
+                        default=_default("eval_features"),
                         help="feature space for --eval_for_each (auto, xrv, inception, trained, random)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default=_default("precision"), choices=PRECISIONS)
+    parser.add_argument("--device", default=_default("device"), help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                         help="keep tensors in the default memory layout")
     parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", help="image cache folder")
@@ -114,12 +139,9 @@ def train_config(args: argparse.Namespace):
     values = {name: getattr(args, name) for name in TrainConfig.__dataclass_fields__ if hasattr(args, name)}
     values["betas"] = tuple(values["betas"])
     values["eval_metrics"] = tuple(m.strip() for m in values["eval_metrics"].split(",") if m.strip())
-    config = TrainConfig(**values)
-    if config.test is None and config.sort is None:
-        # The old README's example, --fold 0 --n_splits 5, when either is left out.
-        config.fold = 0 if config.fold is None else config.fold
-        config.n_splits = 5 if config.n_splits is None else config.n_splits
-    return config
+    if hasattr(args, "fold"):  # train names its partition; a sweep plans one per run
+        values["split"] = split_spec(args)
+    return TrainConfig(**values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
