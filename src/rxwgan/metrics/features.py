@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import importlib
 import os
 from collections import OrderedDict
@@ -44,6 +43,7 @@ from torch import Tensor, nn
 from rxwgan.errors import RxwganError
 from rxwgan.metrics import encoder as enc
 from rxwgan.metrics.stats_cache import cache_root, encoder_path, images_md5, load_state, save_state
+from rxwgan.models.files import file_sha256
 
 FEATURE_SPACES = ("xrv", "inception", "trained", "random")
 FITTED = ("trained", "random")  # the spaces fitted on real images (the others are pretrained)
@@ -156,14 +156,6 @@ def resize(images: Tensor, size: int) -> Tensor:
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
                          antialias=True)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- choosing and building a space --------------------------------------------------
