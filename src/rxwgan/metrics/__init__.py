@@ -4,8 +4,8 @@ One entry point, ``compute_metrics(real, fake, metrics=[...], features=...) -> d
 the spirit of torch-fidelity; ``evaluate_generator`` is its fast form for the training
 loop. Sets may be tables, folders of images, generator files or tensors
 (``rxwgan.metrics.sources``), metrics are registered by name (``registry``), feature
-spaces chosen by name (``features``), and the real set's features are cached by content
-(``stats_cache``).
+spaces registered by name (``space_registry``) and built by ``features``, and the real
+set's features are cached by content (``stats_cache``).
 
 Every result carries its sample sizes and feature space, and notes where a number is
 weak: an FID from fewer real images than feature dimensions comes from a rank-deficient
@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from rxwgan.metrics.space_registry import space_names
+
 __all__ = [
     "DEFAULT_METRICS",
     "FEATURE_SPACES",
@@ -25,10 +27,10 @@ __all__ = [
     "evaluate_generator",
     "versions",
 ]
-# Imported on first use, so that importing the package (or a torch-free module of it) does
-# not import torch.
+# Imported on first use: reading the space registry (as the CLI does) must not import torch.
 _LAZY = {"compute_metrics": "compute", "evaluate_generator": "compute", "versions": "compute",
-         "DEFAULT_METRICS": "registry", "available_metrics": "registry", "FEATURE_SPACES": "features"}
+         "DEFAULT_METRICS": "registry", "available_metrics": "registry"}
+FEATURE_SPACES = space_names()
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
 """``compute_metrics`` and ``evaluate_generator``: the metrics package's entry points.
 
-Kept apart from the package's ``__init__`` so that importing ``rxwgan.metrics`` (or a
-torch-free module of it, as the CLI may) does not import torch.
+Kept apart from the package's ``__init__`` so that importing ``rxwgan.metrics`` (as the
+CLI does to read the feature-space registry) does not import torch.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from torch import Tensor, nn
 
 from rxwgan.errors import RxwganError
 from rxwgan.metrics.distances import HIST_MAX_IMAGES, KID_SUBSETS, NEAREST_K
-from rxwgan.metrics.features import FITTED, FeatureSpace, resolve_space
+from rxwgan.metrics.features import FeatureSpace, resolve_space
 from rxwgan.metrics.registry import DEFAULT_METRICS, MetricInputs, resolve_metrics
 from rxwgan.metrics.sources import (DEFAULT_SIZE, ImageSet, load_images, native_size, sample_generator,
                                     tensor_images)
+from rxwgan.metrics.space_registry import is_fitted
 from rxwgan.metrics.stats_cache import FeatureCache, images_md5
 
 
@@ -51,7 +52,7 @@ def compute_metrics(
     target of the real one), a folder of images, a generator file or module (``n``
     samples with ``seed``, 1000 by default), a tensor (N, 1, S, S) in [-1, 1], or an
     ``ImageSet``. Images are compared at ``size`` px (default: the generator's or
-    tensor's size, else 128). ``features``: ``auto``, a name in FEATURE_SPACES, a
+    tensor's size, else 128). ``features``: ``auto``, a registered space name, a
     feature-space file (``save_space``) or a built ``FeatureSpace``. ``cache``: reuse the
     real set's features from the cache, keyed by the MD5 of its pixels (``real_key``: that
     MD5 when already known).
@@ -113,7 +114,7 @@ def _space(features: str | FeatureSpace, real_set: ImageSet, seed: int, weights,
 def _fitted_on(space: FeatureSpace, real_set: ImageSet, features: str | FeatureSpace) -> Any:
     """What the space was fitted on: as recorded with it, else the real set's rows when this
     call fitted it; None for pretrained spaces (or a given one that does not say)."""
-    if "fitted_on" in space.info or isinstance(features, FeatureSpace) or space.name not in FITTED:
+    if "fitted_on" in space.info or isinstance(features, FeatureSpace) or not is_fitted(space.name):
         return space.info.get("fitted_on")
     info = real_set.info
     if info.get("kind") == "table":
