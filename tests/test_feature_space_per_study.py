@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-import rxwgan.metrics as metrics_module
+import rxwgan.metrics.compute as metrics_module
 from rxwgan.cli import main
 from rxwgan.config import TrainConfig
 from rxwgan.phantoms import write_demo_data

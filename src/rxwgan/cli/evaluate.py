@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from rxwgan.cli.common import add_table_flags, refuse_existing
+from rxwgan.metrics.space_registry import SPACES, feature_choices, features_help, pretrained_names
 
 _SPREAD = {"kid": "kid_std"}
+FEATURE_CHOICES = feature_choices()  # from the registry, which imports no torch
 # Spelled out, not imported: building the parser must not import torch (rxwgan --help
 # stays instant). A test checks they match rxwgan.metrics.
-FEATURE_CHOICES = ("auto", "xrv", "inception", "trained", "random")
 DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "hist")
 
 
@@ -33,8 +34,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         **_table_options(args))
     print(format_report(result))
     if out is not None:
-        packages = {"xrv": ("torchxrayvision",), "inception": ("torch-fidelity",)}
-        extra = packages.get(result.get("features"), ())
+        space = SPACES.get(result.get("features"))
+        extra = (space.pip,) if space is not None and space.pip else ()
         atomic.write_json(out, report_json(result, args.seed, versions(extra)))
         print(f"wrote {out}")
     return 0
@@ -126,12 +127,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help=f"comma-separated, from {', '.join(DEFAULT_METRICS)} (or prdc, or single "
                              f"keys such as precision); default all")
     parser.add_argument("--features", default="auto", metavar="{" + ",".join(FEATURE_CHOICES) + "} or FILE",
-                        help="feature space: xrv (needs torchxrayvision and its weights), inception "
-                             "(needs torch-fidelity and its weights), trained (an encoder fitted to "
-                             "the real table), random (tests only); auto: xrv if usable, else trained; "
-                             "or a study's space file (STUDY/eval_space.safetensors) to measure in "
-                             "the space its runs were measured in")
-    parser.add_argument("--weights", help="weights file (or folder) for --features xrv or inception")
+                        help=features_help())
+    pretrained = pretrained_names()
+    parser.add_argument("--weights",
+                        help=f"weights file (or folder) for --features {' or '.join(pretrained)}")
     parser.add_argument("--seed", type=int, default=0,
                         help="sampling seed (latents, picks, KID subsets, the trained encoder)")
     parser.add_argument("--size", type=int,
@@ -151,6 +150,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir",
                         help="cache folder (decoded images, real-set features, trained encoders)")
     parser.add_argument("--device", default="cpu",
-                        help="device for xrv/inception features: cpu (default), auto, cuda, cuda:N")
+                        help=f"device for {'/'.join(pretrained)} features: cpu (default), auto, cuda, cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.set_defaults(handler=cmd_evaluate)

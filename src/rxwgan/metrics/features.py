@@ -1,21 +1,10 @@
-"""Feature spaces, chosen by name: ``xrv``, ``inception``, ``trained``, ``random``.
+"""Feature spaces, built by name from ``space_registry``: ``xrv``, ``inception``, ``trained``, ``random``.
 
 Every distance between image sets is computed in some feature space, and the number
-means little without it: a reported FID names its space and its sample sizes.
-
-- ``xrv``: torchxrayvision's DenseNet-121 chest X-ray model (``densenet121-res224-all``),
-  ReLU + global-average-pooled final features (1024-d); images scaled from [-1, 1] to
-  the model's [-1024, 1024] and resized to 224 px, one channel. Its weights are never
-  downloaded: name the file with ``--weights`` or ``RXWGAN_XRV_WEIGHTS``.
-- ``inception``: the Inception-v3 FID network of torch-fidelity (pool3, 2048-d), which
-  resizes to 299 px itself; grayscale replicated to three 8-bit channels. Numbers are
-  comparable with papers that report FID/KID this way. Weights: ``--weights`` or
-  ``RXWGAN_INCEPTION_WEIGHTS``.
-- ``trained``: the compact encoder of ``rxwgan.metrics.encoder`` trained on the real
-  table's rows (cached per image content, size and seed). In-domain; the default when no
-  xrv weights are found. Numbers compare generators within one space, not with papers.
-- ``random``: the same encoder untrained (seeded), standardised on the real set. For
-  tests and gross failures only: nothing in it was learned from X-rays.
+means little without it: a reported FID names its space and its sample sizes. What each
+space is, and how it is built, is declared in ``rxwgan.metrics.space_registry``; here are
+the parts they share: choosing one (``auto`` included), importing its optional package,
+finding its weights file, keeping built spaces in memory, and saving a fitted one.
 
 A space's ``key`` is its id: numbers from two spaces with different ids are not
 comparable. The pretrained spaces need no fitting (their id is fixed by the weights
@@ -26,9 +15,7 @@ one space fitted for it.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
 import importlib
 import os
 from collections import OrderedDict
@@ -43,18 +30,13 @@ from torch import Tensor, nn
 
 from rxwgan.errors import RxwganError
 from rxwgan.metrics import encoder as enc
-from rxwgan.metrics.stats_cache import cache_root, encoder_path, images_md5, load_state, save_state
+from rxwgan.metrics.space_registry import (AUTO, AUTO_ORDER, SPACES, Extract, SpaceInfo,
+                                           feature_choices, is_fitted)
+from rxwgan.metrics.space_registry import (  # noqa: F401 - where users have always found them
+    INCEPTION_WEIGHTS_ENV, INCEPTION_WEIGHTS_FILE, XRV_WEIGHTS_ENV, XRV_WEIGHTS_FILE)
+from rxwgan.metrics.stats_cache import cache_root, images_md5, load_state, save_state
+from rxwgan.models.files import file_sha256
 
-FEATURE_SPACES = ("xrv", "inception", "trained", "random")
-FITTED = ("trained", "random")  # the spaces fitted on real images (the others are pretrained)
-XRV_WEIGHTS_ENV = "RXWGAN_XRV_WEIGHTS"
-INCEPTION_WEIGHTS_ENV = "RXWGAN_INCEPTION_WEIGHTS"
-# The file names the upstream packages download these weights as.
-XRV_WEIGHTS_FILE = ("nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121-d121-tw-lr001-rot45-"
-                    "tr15-sc15-seed0-best.pt")
-INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
-XRV_SIZE = 224
-XRV_RANGE = 1024.0
 SPACE_FILE_FORMAT = "rxwgan-feature-space"
 _MEMO_SIZE = 8
 
@@ -99,9 +81,7 @@ class EncoderSpace(FeatureSpace):
     def __init__(self, name: str, network: enc.XrayEncoder, size: int, key: str,
                  info: dict[str, Any]):
         dim = enc.embedding_dim()
-        what = ("compact encoder trained on the real rows" if name == "trained"
-                else "untrained seeded encoder, for tests and gross failures only")
-        super().__init__(key, dim, f"{name}: {what}, {dim}-d at {size} px", info,
+        super().__init__(key, dim, f"{name}: {SPACES[name].description}, {dim}-d at {size} px", info,
                          torch.device("cpu"))
         self.name = name
         self.network = network.eval()
@@ -115,55 +95,27 @@ class PretrainedSpace(FeatureSpace):
     """A published network loaded from a user's weights file, keyed by that file's content."""
 
     batch_size = 32
-    dim: int
-    package: str
-    description: str
 
-    def __init__(self, model: nn.Module, weights: Path, device: torch.device, version: str):
+    def __init__(self, space: SpaceInfo, model: nn.Module, extract: Extract,
+                 weights: Path, device: torch.device, version: str):
         digest = file_sha256(weights)
-        super().__init__(f"{self.name}-v1-{digest[:16]}", self.dim, self.description,
-                         {"weights": str(weights), "weights_sha256": digest, self.package: version},
-                         device)
+        package = space.module.split(".")[0]
+        super().__init__(f"{space.name}-v1-{digest[:16]}", space.dim, f"{space.name}: {space.description}",
+                         {"weights": str(weights), "weights_sha256": digest, package: version}, device)
+        self.name = space.name
         self.model = model.to(device).eval()
-
-
-class XrvSpace(PretrainedSpace):
-    name = "xrv"
-    dim = 1024
-    package = "torchxrayvision"
-    description = "xrv: torchxrayvision DenseNet-121 (densenet121-res224-all), pooled, 1024-d"
+        self.extract = extract
 
     def _extract(self, batch: Tensor) -> Tensor:
-        x = resize(batch * XRV_RANGE, XRV_SIZE)
-        maps = F.relu(self.model.features(x))
-        return F.adaptive_avg_pool2d(maps, 1).flatten(1)
-
-
-class InceptionSpace(PretrainedSpace):
-    name = "inception"
-    dim = 2048
-    package = "torch_fidelity"
-    description = "inception: Inception-v3 FID network (torch-fidelity), pool3, 2048-d"
-
-    def _extract(self, batch: Tensor) -> Tensor:
-        # The FID network takes 8-bit RGB and resizes to 299 px itself (as papers did).
-        x = ((batch + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).repeat(1, 3, 1, 1)
-        return self.model(x)[0].reshape(len(batch), -1)
+        return self.extract(self.model, batch)
 
 
 def resize(images: Tensor, size: int) -> Tensor:
+    """Images at ``size`` px (bilinear, antialiased), as every space and source compares them."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
                          antialias=True)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- choosing and building a space --------------------------------------------------
@@ -186,16 +138,15 @@ def resolve_space(name: str, fit_images: Tensor | None = None, fit_labels: np.nd
     if is_space_file(name):
         space = load_space(name)
         return space, f"features: {space.name} from {name} ({space.key})"
-    if name == "auto":
-        usable, reason = xrv_status(weights)
-        name = "xrv" if usable else "trained"
+    if name == AUTO:
+        name, reason = auto_space(weights)
         note = f"features: {name} (auto: {reason})"
-    elif name in FEATURE_SPACES:
+    elif name in SPACES:
         note = f"features: {name}"
     else:
-        raise RxwganError(f"--features must be auto, one of {', '.join(FEATURE_SPACES)} or a "
+        raise RxwganError(f"--features must be {', '.join(feature_choices())} or a "
                           f"feature-space file (.safetensors), not {name!r}")
-    if name in FITTED:
+    if is_fitted(name):
         if fit_images is None or len(fit_images) < 2:
             raise RxwganError(f"the {name} feature space needs at least 2 real images to fit on")
         content = fit_key or images_md5(fit_images, fit_labels)
@@ -215,28 +166,11 @@ def resolve_space(name: str, fit_images: Tensor | None = None, fit_labels: np.nd
 
 
 def _encoder_space(name: str, images: Tensor, labels: np.ndarray | None, seed: int,
-                   cache_dir: str | Path | None, content: str) -> EncoderSpace:
+                   cache_dir: str | Path | None, content: str) -> FeatureSpace:
+    """The fitted space ``name`` built by its registered builder, under its id."""
     images = images.detach().to("cpu", torch.float32)
-    size = int(images.shape[-1])
-    key = encoder_key(name, content, size, seed)
-    if name == "random":
-        info = {"seed": seed, "fitted_on": len(images), "trained": False}
-        return EncoderSpace(name, enc.random_encoder(images, seed), size, key, info)
-    path = encoder_path(cache_dir, key)
-    loaded = load_state(path)
-    if loaded is not None:
-        state, info = loaded
-        network = enc.seeded_encoder(int(info.get("n_classes", 2)), 0)  # weights loaded below
-        try:
-            network.load_state_dict(state)
-            return EncoderSpace(name, network, size, key, {**info, "cached": str(path)})
-        except RuntimeError:
-            pass  # a damaged or foreign file: train again and replace it
-    network, training = enc.train_encoder(images, labels, seed)
-    info = {"seed": seed, "size": size, "version": enc.ENCODER_VERSION,
-            "n_classes": network.class_head.out_features, **dataclasses.asdict(training)}
-    save_state(path, network.state_dict(), info)
-    return EncoderSpace(name, network, size, key, {**info, "cached": str(path)})
+    key = encoder_key(name, content, int(images.shape[-1]), seed)
+    return SPACES[name].build(images, labels, seed, cache_dir, key)
 
 
 def encoder_key(name: str, content: str, size: int, seed: int) -> str:
@@ -248,7 +182,7 @@ def encoder_key(name: str, content: str, size: int, seed: int) -> str:
 
 def is_space_file(name: str | Path) -> bool:
     """Whether ``--features`` names a file rather than a space."""
-    return str(name).endswith(".safetensors") or (str(name) not in ("auto", *FEATURE_SPACES)
+    return str(name).endswith(".safetensors") or (str(name) not in feature_choices()
                                                   and Path(name).is_file())
 
 
@@ -308,33 +242,23 @@ def _import_optional(module: str) -> tuple[ModuleType | None, str]:
         return None, f"{package} cannot be imported ({type(exc).__name__}: {exc})"
 
 
-_WEIGHTS = {
-    "xrv": (XRV_WEIGHTS_ENV, XRV_WEIGHTS_FILE, "densenet121-res224-all weights",
-            lambda: [Path.home() / ".torchxrayvision" / "models_data"]),
-    "inception": (INCEPTION_WEIGHTS_ENV, INCEPTION_WEIGHTS_FILE, "Inception-v3 FID weights",
-                  lambda: [Path(torch.hub.get_dir()) / "checkpoints"]),
-}
-_PACKAGES = {"xrv": ("torchxrayvision", "torchxrayvision"),
-             "inception": ("torch_fidelity.feature_extractor_inceptionv3", "torch-fidelity")}
-
-
 def find_weights(space: str, weights: str | Path | None = None) -> tuple[Path | None, list[str]]:
-    """The weights file of ``xrv`` or ``inception``, and the places looked in.
+    """The weights file of a pretrained space, and the places looked in.
 
     Order: ``weights`` (a file, or a folder holding the upstream file name), the
     environment variable, then the upstream package's own download folder and
     ``<rxwgan cache>/weights``.
     """
-    env, filename, _, defaults = _WEIGHTS[space]
+    spec = SPACES[space].weights
     places: list[Path] = []
     if weights is not None:
         places.append(Path(weights).expanduser())
-    elif os.environ.get(env):
-        places.append(Path(os.environ[env]).expanduser())
+    elif os.environ.get(spec.env):
+        places.append(Path(os.environ[spec.env]).expanduser())
     else:
-        places += [*defaults(), cache_root() / "weights"]
+        places += [*spec.folders(), cache_root() / "weights"]
     for place in places:
-        candidate = place / filename if place.is_dir() else place
+        candidate = place / spec.file if place.is_dir() else place
         if candidate.is_file():
             return candidate, [str(p) for p in places]
     return None, [str(p) for p in places]
@@ -342,28 +266,41 @@ def find_weights(space: str, weights: str | Path | None = None) -> tuple[Path | 
 
 def _missing_message(space: str, package_reason: str, places: list[str],
                      weights: str | Path | None) -> str:
-    env, filename, what, _ = _WEIGHTS[space]
-    _, pip_name = _PACKAGES[space]
+    info = SPACES[space]
+    env = info.weights.env
     missing = []
     if package_reason:
-        missing.append(f"the package ({package_reason}; pip install {pip_name})")
+        missing.append(f"the package ({package_reason}; pip install {info.pip})")
     if places:
         source = "--weights" if weights is not None else (env if os.environ.get(env) else "looked in")
-        missing.append(f"the {what} file {filename} ({source}: {', '.join(places)})")
+        missing.append(f"the {info.weights.what} file {info.weights.file} ({source}: {', '.join(places)})")
     return (f"--features {space} is not usable: missing {' and '.join(missing)}; put the weights "
             f"file at --weights PATH or set {env}=PATH (the file, or a folder holding it); "
             f"--features trained needs neither")
 
 
-def xrv_status(weights: str | Path | None = None) -> tuple[bool, str]:
-    """Whether the xrv space can be built here, and a short reason when it cannot."""
-    module, reason = _import_optional("torchxrayvision")
-    path, _ = find_weights("xrv", weights)
+def pretrained_status(name: str, weights: str | Path | None = None) -> tuple[bool, str]:
+    """Whether the pretrained space ``name`` can be built here, and a short reason either way."""
+    info = SPACES[name]
+    module, reason = _import_optional(info.module)
+    path, _ = find_weights(name, weights)
     if module is None:
         return False, reason
     if path is None:
-        return False, f"no {XRV_WEIGHTS_FILE} weights file found (--weights or {XRV_WEIGHTS_ENV})"
-    return True, f"torchxrayvision weights found at {path}"
+        return False, f"no {info.weights.file} weights file found (--weights or {info.weights.env})"
+    return True, f"{info.pip} weights found at {path}"
+
+
+def auto_space(weights: str | Path | None = None) -> tuple[str, str]:
+    """What ``auto`` means here (the first usable pretrained space of ``AUTO_ORDER``, else
+    its last, fitted one) and why."""
+    *preferred, fallback = AUTO_ORDER
+    reason = ""
+    for name in preferred:
+        usable, reason = pretrained_status(name, weights)
+        if usable:
+            return name, reason
+    return fallback, reason
 
 
 def _pretrained_space(name: str, weights: str | Path | None, device: torch.device) -> FeatureSpace:
@@ -375,38 +312,11 @@ def _pretrained_space(name: str, weights: str | Path | None, device: torch.devic
 
 
 def _build_pretrained(name: str, weights: str | Path | None, device: torch.device) -> FeatureSpace:
-    module_name, _ = _PACKAGES[name]
-    module, reason = _import_optional(module_name)
+    info = SPACES[name]
+    module, reason = _import_optional(info.module)
     path, places = find_weights(name, weights)
     if module is None or path is None:
         raise RxwganError(_missing_message(name, reason, [] if path else places, weights))
-    if name == "xrv":
-        model = module.models.DenseNet(weights=None)
-        _load_features(model, path)
-        return XrvSpace(model, path, device, getattr(module, "__version__", "?"))
-    model = module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                               feature_extractor_weights_path=str(path))
-    package = importlib.import_module("torch_fidelity")
-    return InceptionSpace(model, path, device, getattr(package, "__version__", "?"))
-
-
-def _load_features(model: nn.Module, path: Path) -> None:
-    """Load the DenseNet's convolutional trunk (``features.*``) from a weights file.
-
-    torchxrayvision ships whole pickled models (``.pt``): those are unpickled, so only
-    name files you trust; a ``.safetensors`` state dict is read without unpickling.
-    """
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            loaded = torch.load(path, map_location="cpu", weights_only=False)
-            state = loaded.state_dict() if isinstance(loaded, nn.Module) else loaded
-            state = state.get("state_dict", state) if isinstance(state, dict) else state
-        trunk = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-        model.features.load_state_dict(trunk)
-    except Exception as exc:  # noqa: BLE001 - any failure means the file is not these weights
-        raise RxwganError(f"{path}: not a torchxrayvision DenseNet-121 weights file "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    model, extract = info.build(module, path)
+    package, _ = _import_optional(info.module.split(".")[0])
+    return PretrainedSpace(info, model, extract, path, device, getattr(package, "__version__", "?"))

@@ -21,11 +21,11 @@ from torch import Tensor, nn
 
 from rxwgan.cache import ImageCache
 from rxwgan.errors import RxwganError
+from rxwgan.models.files import MODEL_SUFFIXES, file_sha256, resolve_model_path
 from rxwgan.table import IMAGE_SUFFIXES, read_table
 
 PARTITIONS = ("train", "val", "test", "all")
 DEFAULT_SIZE = 128
-MODEL_SUFFIXES = {".safetensors", ".h5", ".hdf5"}
 
 
 @dataclass
@@ -157,18 +157,9 @@ def generator_images(source: Any, n: int, seed: int, device: str | torch.device 
     info = {"kind": "generator", "arch": getattr(generator, "arch", None), "n": n, "seed": seed,
             "size": int(images.shape[-1])}
     if not isinstance(source, nn.Module):
-        from rxwgan.models import file_sha256
-
-        path = _model_file(Path(source)).resolve()
+        path = resolve_model_path(source).resolve()
         info.update({"path": str(path), "sha256": file_sha256(path)})
     return ImageSet(images, f"{name} ({info['arch']}, {n} samples, seed {seed}, {images.shape[-1]} px)", info)
-
-
-def _model_file(path: Path) -> Path:
-    for candidate in (path, *(Path(f"{path}{s}") for s in (".safetensors", ".h5"))):
-        if candidate.is_file():
-            return candidate
-    return path
 
 
 def table_images(csv: str | Path, size: int, *, split=None, partition: str | None = None,

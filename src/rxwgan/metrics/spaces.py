@@ -25,9 +25,10 @@ import torch
 
 from rxwgan import atomic
 from rxwgan.errors import RxwganError
-from rxwgan.metrics.features import (FITTED, FeatureSpace, is_space_file, read_space_info,
-                                     resolve_space, save_space, xrv_status)
+from rxwgan.metrics.features import (FeatureSpace, auto_space, is_space_file, read_space_info,
+                                     resolve_space, save_space)
 from rxwgan.metrics.registry import METRICS
+from rxwgan.metrics.space_registry import AUTO, is_fitted
 
 SPACE_FILE = "eval_space.safetensors"  # a study's fitted space, in the study folder
 RUN_RECORD = "eval_space.json"  # the id of the space a run's numbers came from, in the run folder
@@ -39,10 +40,7 @@ _RUN_MEMO: dict[tuple, FeatureSpace] = {}
 
 def chosen_space(features: str, weights: str | Path | None = None) -> str:
     """``auto`` made definite (xrv when usable, else trained); names and files as they are."""
-    if features != "auto":
-        return features
-    usable, _ = xrv_status(weights)
-    return "xrv" if usable else "trained"
+    return auto_space(weights)[0] if features == AUTO else features
 
 
 def fit_on_rows(name: str, csv: str | Path, rows: Sequence[int], size: int, *, seed: int,
@@ -52,7 +50,7 @@ def fit_on_rows(name: str, csv: str | Path, rows: Sequence[int], size: int, *, s
     from rxwgan.cache import ImageCache
     from rxwgan.table import read_table
 
-    if name not in FITTED:
+    if not is_fitted(name):
         return resolve_space(name, device=device)[0]
     table = read_table(csv, path_column, target_column, check_files=False)
     rows = [int(i) for i in rows]
@@ -72,7 +70,7 @@ def run_space(config: Any, size: int, device: str | torch.device = "cpu") -> Fea
     few epochs decodes the rows once.
     """
     name = chosen_space(config.eval_features)
-    if is_space_file(name) or name not in FITTED:
+    if is_space_file(name) or not is_fitted(name):
         return resolve_space(name, device=device)[0]
     csv = Path(config.input).expanduser().resolve()
     stamp = csv.stat()
@@ -142,7 +140,7 @@ def study_space(features: str, study: Path, csv: str | Path, splits: Sequence[An
     from rxwgan.table import read_table
 
     name = chosen_space(features)
-    if is_space_file(name) or name not in FITTED:
+    if is_space_file(name) or not is_fitted(name):
         space, _ = resolve_space(name)
         return name, space_record(space)
     table = read_table(csv, path_column, target_column, check_files=False)

@@ -26,6 +26,7 @@ from rxwgan.models.keras_import import is_keras_h5, load_keras_model
 FORMAT = "rxwgan"
 FORMAT_VERSION = "1"
 _KERAS_SUFFIXES = (".h5", ".hdf5")
+MODEL_SUFFIXES = (".safetensors", *_KERAS_SUFFIXES)  # what a model file's name ends with
 _FALLBACK_SUFFIXES = ("", ".safetensors", ".h5")
 
 
