@@ -67,6 +67,8 @@ def _numbers(result: dict[str, Any]) -> dict[str, float]:
 
 def format_report(result: dict[str, Any]) -> str:
     """The terminal table: value, spread where there is one, and the sizes behind each number."""
+    from rxwgan.divergences import DIVERGENCE_KEYS
+
     lines = [f"real:     {result['sets']['real']['label']}",
              f"fake:     {result['sets']['fake']['label']}"]
     if "feature_space" in result:
@@ -74,12 +76,13 @@ def format_report(result: dict[str, Any]) -> str:
     lines.append(f"{'metric':<16}{'value':>12}{'std':>10}{'n_real':>8}{'n_fake':>8}")
     spreads = set(_SPREAD.values())
     for key, value in _numbers(result).items():
-        if key in spreads or key in ("kid_subset_size", "nearest_k", "hist_n"):
+        if key in spreads or key in ("kid_subset_size", "nearest_k", "hist_n", "c2st_n"):
             continue
         spread = result.get(_SPREAD.get(key, ""), None)
-        hist = key[:2] in ("kl", "js", "l1", "l2") and key[-3:] in ("_rr", "_rf")
-        n_real = result["hist_n"] if hist else result["n_real"]
-        n_fake = result["hist_n"] if hist else result["n_fake"]
+        # Histogram pairs and the two-sample test use subsets of the sets: say how many.
+        subset = {"c2st_accuracy": result.get("c2st_n")}.get(key)
+        subset = result["hist_n"] if key in DIVERGENCE_KEYS else subset
+        n_real, n_fake = (subset, subset) if subset is not None else (result["n_real"], result["n_fake"])
         shown = f"{spread:>10.4g}" if spread is not None else " " * 10
         lines.append(f"{key:<16}{value:>12.5g}{shown}{n_real:>8}{n_fake:>8}")
     details = []
@@ -124,7 +127,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="images sampled from a generator, or at most used from a fake table "
                              "or folder (default 1000)")
     parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
-                        help=f"comma-separated, from {', '.join(DEFAULT_METRICS)} (or prdc, or single "
+                        help=f"comma-separated, from {', '.join(DEFAULT_METRICS)}, c2st (or prdc, or single "
                              f"keys such as precision); default all")
     parser.add_argument("--features", default="auto", metavar="{" + ",".join(FEATURE_CHOICES) + "} or FILE",
                         help=features_help())

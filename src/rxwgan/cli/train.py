@@ -82,6 +82,7 @@ def _default(name: str):
 def add_loop_flags(parser: argparse.ArgumentParser) -> None:
     """How a run trains, the same for every run of a study (shared with ``sweep``)."""
     from rxwgan.config import PRECISIONS
+    from rxwgan.metrics.space_registry import feature_choices, features_help
 
     def number(name: str, *flags: str, kind: type = int, **options) -> None:
         options.setdefault("help", "")
@@ -108,7 +109,8 @@ def add_loop_flags(parser: argparse.ArgumentParser) -> None:
                         help="metrics for --eval_for_each (fid, kid, pr, dc, hist; default %(default)s)")
     parser.add_argument("--eval_features", "--eval-features", dest="eval_features",
                         default=_default("eval_features"),
-                        help="feature space for --eval_for_each (auto, xrv, inception, trained, random)")
+                        metavar="{" + ",".join(feature_choices()) + "} or FILE",
+                        help=features_help("feature space for --eval_for_each"))
     parser.add_argument("--precision", default=_default("precision"), choices=PRECISIONS)
     parser.add_argument("--device", default=_default("device"), help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",

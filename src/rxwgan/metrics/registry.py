@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from rxwgan.divergences import DIVERGENCE_KEYS
 from rxwgan.errors import RxwganError
 from rxwgan.metrics import distances
 
@@ -117,10 +118,7 @@ def _prdc(inputs: MetricInputs) -> dict[str, float]:
     return inputs.shared["prdc"]
 
 
-_HIST_KEYS = tuple(f"{name}_{pair}" for name in ("kl", "js", "l1", "l2") for pair in ("rr", "rf"))
-
-
-@register("hist", (*_HIST_KEYS, "hist_n"),
+@register("hist", (*DIVERGENCE_KEYS, "hist_n"),
           "the old tool's intensity-histogram kl/js and pixel l1/l2, mean over image pairs",
           uses_features=False)
 def _hist(inputs: MetricInputs) -> dict[str, float]:
@@ -128,3 +126,13 @@ def _hist(inputs: MetricInputs) -> dict[str, float]:
                                inputs.options.get("hist_max_images", distances.HIST_MAX_IMAGES),
                                seed=inputs.seed)
     return {**values, "hist_n": n}
+
+
+@register("c2st", ("c2st_accuracy", "c2st_n"),
+          "classifier two-sample test: 5-fold accuracy of a logistic regression telling real from "
+          "synthetic on 16x16 pixels (0.5: indistinguishable)", uses_features=False)
+def _c2st(inputs: MetricInputs) -> dict[str, float]:
+    from rxwgan.metrics.two_sample import c2st_accuracy
+
+    accuracy, n = c2st_accuracy(inputs.real_images, inputs.fake_images, seed=inputs.seed)
+    return {"c2st_accuracy": accuracy, "c2st_n": n}
