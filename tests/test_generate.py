@@ -15,7 +15,8 @@ from helpers import tiny_model_files
 from rxwgan.cli import main
 from rxwgan.errors import RxwganError
 from rxwgan.folder_lock import LOCK_FILE
-from rxwgan.generate import generate, latent_vectors, mix_tables, synthetic_images
+from rxwgan.generate import generate, mix_tables
+from rxwgan.synthesis import latent_vectors, synthetic_images
 from rxwgan.models import file_sha256
 from rxwgan.table import md5_of_file, read_table
 

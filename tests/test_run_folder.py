@@ -14,12 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import tiny_model_files
+from helpers import killer_script, quiet, run_config as config, tiny_model_files
 from rxwgan import folder_lock
 from rxwgan.checkpoint import KEEP, load_checkpoint, save_checkpoint
 from rxwgan.cli import main
-from rxwgan.config import TrainConfig
-from rxwgan.splits import SplitSpec
 from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.training import train
@@ -30,19 +28,6 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> Path:
     return write_demo_data(tmp_path_factory.mktemp("demo"), n_images=40, size=32, seed=3)
-
-
-def config(table: Path, out: Path, **overrides) -> TrainConfig:
-    values = dict(input=str(table), output=str(out), model="tiny", epochs=4, batch_size=4,
-                  n_critic=2, fold=0, n_splits=5, save_for_each=2, disp_for_each=2,
-                  precision="fp32", progress=False)
-    values.update(overrides)
-    values["split"] = SplitSpec(fold=values.pop("fold"), n_splits=values.pop("n_splits"))
-    return TrainConfig(**values)
-
-
-def quiet(_: str) -> None:
-    pass
 
 
 def absolute_copy(table: Path, dest: Path) -> pd.DataFrame:
@@ -240,31 +225,13 @@ def test_nan_in_epoch_one_then_the_same_command_starts_again(table, straight, tm
     assert_same(final_state(out), straight)
 
 
-KILL_IN_EPOCH_1 = """
-import os, signal, sys
-from rxwgan import training
-original_epoch, original_step = training.Trainer._train_epoch, training.critic_step
-where = dict(epoch=0, index=-1)
-def train_epoch(self, epoch):
-    where.update(epoch=epoch, index=-1)
-    return original_epoch(self, epoch)
-def step(*args, **kwargs):
-    where["index"] += 1
-    if where["epoch"] == 1 and where["index"] == 1:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return original_step(*args, **kwargs)
-training.Trainer._train_epoch, training.critic_step = train_epoch, step
-from rxwgan.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_sigkill_in_epoch_one_then_the_same_command_matches_a_straight_run(table, straight, tmp_path):
     out = tmp_path / "run"
     args = ["train", "-i", str(table), "-o", str(out), "--model", "tiny", "--epochs", "4", "--batch_size",
             "4", "--n_critic", "2", "--fold", "0", "--n_splits", "5", "--save_for_each", "2",
             "--disp_for_each", "2", "--precision", "fp32", "--no-progress"]
-    killed = subprocess.run([sys.executable, "-c", KILL_IN_EPOCH_1, *args], capture_output=True, timeout=240)
+    killed = subprocess.run([sys.executable, "-c", killer_script(epoch=1, batch=1), *args],
+                            capture_output=True, timeout=240)
     assert killed.returncode == -signal.SIGKILL and (out / "config.json").is_file()
     assert main(args) == 0
     assert_same(final_state(out), straight)

@@ -12,8 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rxwgan.config import TrainConfig
-from rxwgan.splits import SplitSpec
+from helpers import killer_script, quiet, run_config as config
 from rxwgan.phantoms import write_demo_data
 from rxwgan.errors import RxwganError
 from rxwgan.artefacts import HISTORY_KEYS
@@ -23,19 +22,6 @@ from rxwgan.training import train
 @pytest.fixture(scope="module")
 def demo_table(tmp_path_factory) -> Path:
     return write_demo_data(tmp_path_factory.mktemp("demo"), n_images=40, size=32, seed=3)
-
-
-def config(table: Path, out: Path, **overrides) -> TrainConfig:
-    values = dict(input=str(table), output=str(out), model="tiny", epochs=4, batch_size=4,
-                  n_critic=2, fold=0, n_splits=5, save_for_each=2, disp_for_each=2,
-                  precision="fp32", progress=False)
-    values.update(overrides)
-    values["split"] = SplitSpec(fold=values.pop("fold"), n_splits=values.pop("n_splits"))
-    return TrainConfig(**values)
-
-
-def quiet(_: str) -> None:
-    pass
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -100,25 +86,6 @@ def test_longer_epochs_continue_exactly(demo_table, straight_run, tmp_path):
     assert_same_run(straight_run, tmp_path / "split")
 
 
-KILLER = """
-import os, signal, sys
-from rxwgan import training
-original_epoch, original_step = training.Trainer._train_epoch, training.critic_step
-where = dict(epoch=0, index=-1)
-def train_epoch(self, epoch):
-    where.update(epoch=epoch, index=-1)
-    return original_epoch(self, epoch)
-def step(*args, **kwargs):
-    where["index"] += 1
-    if where["epoch"] == 3 and where["index"] == 1:
-        os.kill(os.getpid(), signal.{signal})
-    return original_step(*args, **kwargs)
-training.Trainer._train_epoch, training.critic_step = train_epoch, step
-from rxwgan.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def cli(args: list[str], script: str | None = None) -> subprocess.CompletedProcess:
     code = script or "import sys; from rxwgan.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
@@ -134,7 +101,8 @@ def train_args(table: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
 def test_killed_run_resumes_to_the_same_result(demo_table, straight_run, tmp_path, sig):
-    killed = cli(train_args(demo_table, tmp_path / "killed"), KILLER.format(signal=sig))
+    killed = cli(train_args(demo_table, tmp_path / "killed"),
+                 killer_script(epoch=3, batch=1, signal_name=sig))
     pointer = json.loads((tmp_path / "killed" / "checkpoint.json").read_text())
     if sig == "SIGKILL":
         assert killed.returncode == -signal.SIGKILL

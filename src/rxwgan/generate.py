@@ -1,11 +1,7 @@
 """Synthetic data sets from a trained generator, traceable image by image.
 
-Every image is traced to (generator file sha256, seed, latent index): latent ``i`` comes
-from a fixed chunk of 1024 normal draws seeded by ``SeedSequence(seed).spawn`` child
-``i // 1024``, so it does not depend on N, the batch size, or a resume. The batch size can
-still move a float's last bit (the kernels differ), so the generator always runs on whole
-aligned windows ``[k * batch, (k + 1) * batch)`` (draws past N are computed and dropped):
-one batch size gives the same bytes however N grows or a run was cut. Files are written as
+Every image is traced to (generator file sha256, seed, latent index); ``synthesis`` makes
+the latents and images, this module the folder. Files are written as
 they are made; ``synthetic.csv`` lists the finished ones (with md5s), so a re-run keeps what
 is intact and writes only the rest.
 
@@ -24,7 +20,6 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from torch import nn
@@ -40,14 +34,12 @@ from torch import nn
 import rxwgan
 from rxwgan import atomic, folder_lock
 from rxwgan.errors import RxwganError, require_at_least
-from rxwgan.models import file_sha256, load_model
-from rxwgan.models.files import resolve_model_path as resolve_model_file
+from rxwgan.models.files import resolve_model_path
 from rxwgan.progress import progress_bar
+from rxwgan.synthesis import LATENT_SCHEME, generate_images, latent_vectors, load_generator
 from rxwgan.table import TABLE_COLUMNS, Table, md5_of_file, read_table, write_frame
 
 FORMATS = {"png": ".png", "png16": ".png", "npy": ".npy"}
-LATENT_CHUNK = 1024
-LATENT_SCHEME = "randn-chunks-1024-seedsequence-spawn"  # recorded; a change must not mix sets
 TABLE_FILE = "synthetic.csv"
 SETTINGS_FILE = "synthetic.json"
 MIXED_FILE = "mixed.csv"
@@ -58,80 +50,6 @@ PNG_COMPRESS_LEVEL = 6
 TABLE_EVERY_S = 2.0  # the table is rewritten at most this often during a run, and at the end
 TABLE_SHARE = 0.1  # ... and for a huge N, no more than this share of the run's time
 WRITER_THREADS = 4  # encoding and fsync-bound writes overlap the next batch's forward pass
-
-
-# --- latents and images: the Python API ------------------------------------------------
-
-def latent_vectors(seed: int, indices: Iterable[int], latent_dim: int) -> torch.Tensor:
-    """Latent vectors (len(indices), latent_dim) float32; row ``i`` depends on (seed, i) only."""
-    if seed < 0:
-        raise RxwganError(f"--seed must be 0 or more, got {seed}")
-    idx = torch.as_tensor(list(indices), dtype=torch.long).reshape(-1)
-    if len(idx) and int(idx.min()) < 0:
-        raise RxwganError("latent indices must be 0 or more")
-    out = torch.empty(len(idx), latent_dim)
-    chunks = torch.div(idx, LATENT_CHUNK, rounding_mode="floor")
-    for chunk in chunks.unique().tolist():
-        rows = chunks == chunk
-        out[rows] = _latent_chunk(seed, chunk, latent_dim)[idx[rows] - chunk * LATENT_CHUNK]
-    return out
-
-
-def _latent_chunk(seed: int, chunk: int, latent_dim: int) -> torch.Tensor:
-    words = np.random.SeedSequence(seed, spawn_key=(chunk,)).generate_state(2, dtype=np.uint32)
-    generator = torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
-    return torch.randn(LATENT_CHUNK, latent_dim, generator=generator)
-
-
-def load_generator(path: str | os.PathLike) -> tuple[nn.Module, str]:
-    """(generator in eval mode, fp32, channels-last; sha256 of its file). .h5 works too.
-
-    A critic or a non-model file is refused with an RxwganError naming the file.
-    """
-    module = load_model(path, role="generator")
-    sha = file_sha256(resolve_model_file(Path(path)))
-    return module.float().eval().to(memory_format=torch.channels_last), sha
-
-
-def generate_images(generator: nn.Module, z: torch.Tensor, size: int | None = None,
-                    batch_size: int = 64) -> torch.Tensor:
-    """Images (N, 1, S, S) float32 in [-1, 1] for latents ``z``, resized to ``size`` if given.
-
-    Runs in inference mode, ``batch_size`` latents at a time, so memory does not grow with N.
-    """
-    require_at_least("--batch_size", batch_size, 1)
-    side = size or generator.image_size
-    device = next(generator.parameters()).device
-    with torch.inference_mode():
-        parts = [_forward(generator, z[start:start + batch_size].to(device), size).cpu()
-                 for start in range(0, len(z), batch_size)]
-    return torch.cat(parts) if parts else torch.empty(0, 1, side, side)
-
-
-def synthetic_images(generator: str | os.PathLike | nn.Module, indices: Sequence[int], seed: int = 0,
-                     size: int | None = None, batch_size: int = 64) -> torch.Tensor:
-    """The images ``generate`` writes for these latent indices, as [-1, 1] floats.
-
-    Equal to the files' pixels up to their quantisation when ``generator`` is the file (or
-    ``load_generator``'s module) and ``batch_size`` is the one ``generate`` used.
-    """
-    require_at_least("--batch_size", batch_size, 1)
-    module = generator if isinstance(generator, nn.Module) else load_generator(generator)[0]
-    starts = sorted({i // batch_size * batch_size for i in indices})
-    windows = {start: generate_images(module, latent_vectors(seed, range(start, start + batch_size),
-                                                             module.latent_dim), size, batch_size)
-               for start in starts}
-    if not windows:
-        return generate_images(module, torch.empty(0, module.latent_dim), size, batch_size)
-    return torch.stack([windows[i // batch_size * batch_size][i % batch_size] for i in indices])
-
-
-def _forward(generator: nn.Module, z: torch.Tensor, size: int | None) -> torch.Tensor:
-    images = generator(z.float())
-    if size is not None and size != images.shape[-1]:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
-                               align_corners=False).clamp(-1.0, 1.0)
-    return images.contiguous()
 
 
 # --- encoding ----------------------------------------------------------------------------
@@ -208,7 +126,7 @@ def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, ta
         done = {} if overwrite else _finished_rows(folder, settings, n)
         _remove_stale(folder, {_relative_path(i, settings) for i in done})
         atomic.write_json(folder / SETTINGS_FILE, {
-            **settings, "n": n, "generator_file": resolve_model_file(Path(generator)).name,
+            **settings, "n": n, "generator_file": resolve_model_path(Path(generator)).name,
             "model": module.arch, "model_image_size": module.image_size,
             "latent_dim": module.latent_dim, "rxwgan_version": rxwgan.__version__,
             "torch_version": torch.__version__})

@@ -6,6 +6,10 @@ own. Every phantom is drawn in normalised anatomical coordinates (x and y in [-1
 draws give the same anatomy at any pixel size. Brightness follows radiographic convention:
 bone and soft tissue are bright, air is dark. Target 1 adds TB-like findings (upper-lobe
 patchy opacities, cavities, small nodules); target 0 has none.
+
+One module despite its length: every anatomical part is drawn in the same coordinates from
+the same random draws, and the parts overlap; split up, one picture would be spread over
+several files that must change together.
 """
 
 from __future__ import annotations
