@@ -7,8 +7,10 @@ So training code never pays for the reorder, and imported weights still reproduc
 
 Keras 'same' padding is reproduced exactly, including its asymmetric cases (extra pixel at
 the bottom/right), because the imported models must give the old tool's numbers.
-Initialisation follows the Keras files: He-uniform convolution kernels, Glorot-uniform
-Dense kernels, zero biases; BatchNorm uses Keras' eps 1e-3 and momentum 0.99 (0.01 here).
+Initialisation (``init`` hyper-parameter, see ``inits``): "keras" follows the Keras files
+(He-uniform convolution kernels, Glorot-uniform Dense kernels, zero biases); "standard", the
+default, is the same except for the generator's output layer, which the Keras init saturates.
+BatchNorm uses Keras' eps 1e-3 and momentum 0.99 (0.01 here).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rxwgan.errors import RxwganError
+from rxwgan.models.inits import checked_init, init_like_keras, init_tanh_output
 from rxwgan.models.registry import register
 
 BN_EPS = 1e-3
@@ -118,12 +121,13 @@ class GeneratorSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {"latent_dim": self.latent_dim, "dropout": self.dropout}
+        return {"latent_dim": self.latent_dim, "dropout": self.dropout, "init": "standard"}
 
-    def build(self, *, latent_dim: int, dropout: float) -> Generator:
+    def build(self, *, latent_dim: int, dropout: float, init: str) -> Generator:
         if latent_dim < 1:
             raise RxwganError(f"latent_dim must be at least 1, got {latent_dim}")
-        return Generator(self, latent_dim=latent_dim, dropout=_checked_dropout(dropout))
+        return Generator(self, latent_dim=latent_dim, dropout=_checked_dropout(dropout),
+                         init=checked_init(init))
 
 
 @dataclass(frozen=True)
@@ -137,9 +141,10 @@ class CriticSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {"dropout": self.dropout}
+        return {"dropout": self.dropout, "init": "standard"}
 
-    def build(self, *, dropout: float) -> Critic:
+    def build(self, *, dropout: float, init: str) -> Critic:
+        checked_init(init)  # both choices are the Keras init for this critic: it has no tanh
         return Critic(self, dropout=_checked_dropout(dropout))
 
 
@@ -150,7 +155,8 @@ def _checked_dropout(p: float) -> float:
 
 
 class Generator(nn.Module):
-    def __init__(self, spec: GeneratorSpec, *, latent_dim: int, dropout: float) -> None:
+    def __init__(self, spec: GeneratorSpec, *, latent_dim: int, dropout: float,
+                 init: str = "standard") -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.image_size = spec.image_size
@@ -169,6 +175,8 @@ class Generator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.to_image = SameConvTranspose2d(channels, 1, spec.kernel_size, stride=1)
         init_like_keras(self)
+        if init == "standard":  # after the Keras init, so "keras" draws exactly what it always did
+            init_tanh_output(self.to_image)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(N, latent_dim) -> (N, 1, S, S) images in [-1, 1]."""
@@ -194,21 +202,6 @@ class Critic(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, S, S) images -> (N, 1) unbounded scores."""
         return self.head(self.features(x).flatten(1))
-
-
-def init_like_keras(module: nn.Module) -> None:
-    """Keras' initialisers: HeUniform convs, GlorotUniform dense, zero biases.
-
-    PyTorch's fan-in for a ConvTranspose weight (in, out, kh, kw) is out*kh*kw, the same
-    number Keras derives from its (kh, kw, out, in) kernel, so kaiming_uniform matches.
-    """
-    for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
-        elif isinstance(layer, nn.Linear):
-            nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
 
 
 @register("v1")
