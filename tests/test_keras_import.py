@@ -81,6 +81,7 @@ def test_import_save_load_identical(fixtures: Path, tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(imported(z), reloaded(z))
     assert reloaded.hparams == imported.hparams
+    assert imported.hparams["init"] == "keras"  # the file records who initialised it
 
 
 def test_non_model_hdf5_refused(tmp_path: Path) -> None:

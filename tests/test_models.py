@@ -43,7 +43,7 @@ def _randomise_running_stats(module: nn.Module) -> None:
 
 
 def test_registry_lists_the_ports_and_compact_models() -> None:
-    assert available_models() == ["small", "tiny", "v1", "v2", "v3"]
+    assert available_models() == ["resnet128", "resnet256", "resnet64", "small", "tiny", "v1", "v2", "v3"]
     assert (model_info("v1").image_size, model_info("v1").latent_dim) == (128, 100)
     assert model_info("v2").image_size == model_info("v3").image_size == 256
 
@@ -71,9 +71,9 @@ def test_trainable_parameter_counts(arch: str) -> None:
 def test_modules_describe_themselves() -> None:
     generator = build_generator("v3", dropout=0, latent_dim=64)
     assert (generator.arch, generator.role) == ("v3", "generator")
-    assert generator.hparams == {"dropout": 0.0, "latent_dim": 64}
+    assert generator.hparams == {"dropout": 0.0, "latent_dim": 64, "init": "standard"}
     assert json.loads(json.dumps(generator.hparams)) == generator.hparams
-    assert build_critic("v2").hparams == {"dropout": 0.3}
+    assert build_critic("v2", init="keras").hparams == {"dropout": 0.3, "init": "keras"}
 
 
 def test_keras_initialisation() -> None:
@@ -95,14 +95,15 @@ def test_dropout_is_settable() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"dropout": 1.0}, {"dropout": -0.1}, {"dropout": "high"},
-                                 {"latent_dim": 0}, {"latent_dim": 2.5}, {"width": 3}])
+                                 {"latent_dim": 0}, {"latent_dim": 2.5}, {"width": 3},
+                                 {"init": "he"}, {"init": 1}])
 def test_bad_hyper_parameters_refused(bad: dict) -> None:
     with pytest.raises(RxwganError, match=next(iter(bad))):
         build_generator("v1", **bad)
 
 
 def test_unknown_architecture_refused() -> None:
-    with pytest.raises(RxwganError, match=r"'v9'.*available: small, tiny, v1, v2, v3"):
+    with pytest.raises(RxwganError, match=r"'v9'.*available: resnet128, resnet256, resnet64, small, tiny"):
         build_generator("v9")
     with pytest.raises(RxwganError, match="tiny, v1, v2, v3"):
         model_info("v9")

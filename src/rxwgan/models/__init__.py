@@ -1,8 +1,8 @@
-"""Networks by name (v1, v2, v3), their self-describing files, and import of old Keras files."""
+"""Networks by name (resnet64/128/256, v1-v3, tiny, small), their self-describing files, Keras import."""
 
 from __future__ import annotations
 
-from rxwgan.models import compact, keras_era  # noqa: F401  (register tiny, small, v1, v2, v3)
+from rxwgan.models import compact, keras_era, resnet  # noqa: F401  (register tiny, small, v1-v3, resnet*)
 from rxwgan.models.files import file_sha256, load_model, save_model
 from rxwgan.models.keras_import import is_keras_h5, load_keras_model
 from rxwgan.models.registry import (

@@ -28,6 +28,9 @@ FORMAT_VERSION = "1"
 _KERAS_SUFFIXES = (".h5", ".hdf5")
 MODEL_SUFFIXES = (".safetensors", *_KERAS_SUFFIXES)  # what a model file's name ends with
 _FALLBACK_SUFFIXES = ("", ".safetensors", ".h5")
+# What a file written before a hyper-parameter existed was built with: every network saved
+# before ``init`` was added had the Keras initialisation.
+_BEFORE_HPARAM_EXISTED = {"init": "keras"}
 
 
 def save_model(module: nn.Module, path: str | os.PathLike) -> None:
@@ -91,6 +94,7 @@ def _load_safetensors(path: Path, role: str | None, device: torch.device) -> nn.
     except (SafetensorError, OSError, ValueError) as err:
         raise RxwganError(f"{path} is not a readable safetensors model file ({err})") from None
     try:
+        hparams = _with_older_defaults(arch, found_role, hparams)
         with torch.device("meta"):  # skip random init: every tensor comes from the file
             module = registry.build(arch, found_role, **hparams)
     except RxwganError as err:
@@ -121,6 +125,14 @@ def _identity(path: Path, metadata: dict[str, str]) -> tuple[str, str, dict[str,
     if not isinstance(hparams, dict):
         raise RxwganError(f"{path}: metadata hparams is not a JSON object")
     return metadata.get("arch", ""), role, hparams
+
+
+def _with_older_defaults(arch: str, role: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """``hparams`` plus the value an older file implied for each key it predates."""
+    accepted = registry.hparam_defaults(arch, role)
+    implied = {key: value for key, value in _BEFORE_HPARAM_EXISTED.items()
+               if key in accepted and key not in hparams}
+    return {**hparams, **implied}
 
 
 def _check_role(path: Path, found: str, expected: str | None) -> None:

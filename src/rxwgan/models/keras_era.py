@@ -4,8 +4,10 @@ Layout choice: our modules are plain NCHW. The Keras generator's Dense output is
 channels-last (H, W, C) and the Keras critic flattens channels-last; we reshape/flatten in
 NCHW order instead and ``keras_import`` permutes the Dense weights once at import time.
 So training code never pays for the reorder, and imported weights still reproduce Keras.
-The layers themselves (Keras 'same' padding, dropout, Keras initialisation) are in
-``keras_layers``.
+The layers themselves (Keras 'same' padding, dropout) are in ``keras_layers``.
+Initialisation (``init`` hyper-parameter, see ``inits``): "keras" follows the Keras files
+(He-uniform convolution kernels, Glorot-uniform Dense kernels, zero biases); "standard", the
+default, is the same except for the generator's output layer, which the Keras init saturates.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import torch
 from torch import nn
 
 from rxwgan.errors import RxwganError
+from rxwgan.models.inits import checked_init, init_like_keras, init_tanh_output
 from rxwgan.models.keras_layers import (BN_EPS, BN_MOMENTUM, LEAKY_SLOPE, Dropout, SameConv2d,
-                                        SameConvTranspose2d, init_like_keras)
+                                        SameConvTranspose2d)
 from rxwgan.models.registry import register
 
 
@@ -38,12 +41,13 @@ class GeneratorSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {"latent_dim": self.latent_dim, "dropout": self.dropout}
+        return {"latent_dim": self.latent_dim, "dropout": self.dropout, "init": "standard"}
 
-    def build(self, *, latent_dim: int, dropout: float) -> Generator:
+    def build(self, *, latent_dim: int, dropout: float, init: str) -> Generator:
         if latent_dim < 1:
             raise RxwganError(f"latent_dim must be at least 1, got {latent_dim}")
-        return Generator(self, latent_dim=latent_dim, dropout=_checked_dropout(dropout))
+        return Generator(self, latent_dim=latent_dim, dropout=_checked_dropout(dropout),
+                         init=checked_init(init))
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,10 @@ class CriticSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {"dropout": self.dropout}
+        return {"dropout": self.dropout, "init": "standard"}
 
-    def build(self, *, dropout: float) -> Critic:
+    def build(self, *, dropout: float, init: str) -> Critic:
+        checked_init(init)  # both choices are the Keras init for this critic: it has no tanh
         return Critic(self, dropout=_checked_dropout(dropout))
 
 
@@ -70,7 +75,8 @@ def _checked_dropout(p: float) -> float:
 
 
 class Generator(nn.Module):
-    def __init__(self, spec: GeneratorSpec, *, latent_dim: int, dropout: float) -> None:
+    def __init__(self, spec: GeneratorSpec, *, latent_dim: int, dropout: float,
+                 init: str = "standard") -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.image_size = spec.image_size
@@ -89,6 +95,8 @@ class Generator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.to_image = SameConvTranspose2d(channels, 1, spec.kernel_size, stride=1)
         init_like_keras(self)
+        if init == "standard":  # after the Keras init, so "keras" draws exactly what it always did
+            init_tanh_output(self.to_image)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(N, latent_dim) -> (N, 1, S, S) images in [-1, 1]."""

@@ -112,11 +112,13 @@ def _strings(values: Iterable) -> list[str]:
 
 
 def _identify(path: str | os.PathLike, layers: list[_KerasLayer],
-              dropout: float | None) -> tuple[str, str, dict[str, float | int]]:
+              dropout: float | None) -> tuple[str, str, dict[str, float | int | str]]:
     """(arch, role, hparams) of the registered network whose layout the file matches."""
     for arch in registry.available_models():
         for role in registry.ROLES:
-            hparams: dict[str, float | int] = {} if dropout is None else {"dropout": float(dropout)}
+            hparams: dict[str, float | int | str] = {"init": "keras"}  # Keras initialised it
+            if dropout is not None:
+                hparams["dropout"] = float(dropout)
             if role == "generator" and layers and len(layers[0].shapes[0]) == 2:
                 hparams["latent_dim"] = int(layers[0].shapes[0][0])
             try:

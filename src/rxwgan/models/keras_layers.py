@@ -2,8 +2,8 @@
 
 Keras 'same' padding is reproduced exactly, including its asymmetric cases (extra pixel at
 the bottom/right), because networks imported from the old tool must give its numbers.
-Initialisation follows the Keras files: He-uniform convolution kernels, Glorot-uniform
-Dense kernels, zero biases; BatchNorm uses Keras' eps 1e-3 and momentum 0.99 (0.01 here).
+BatchNorm uses Keras' eps 1e-3 and momentum 0.99 (0.01 here); the Keras initialisers are
+in ``inits``.
 """
 
 from __future__ import annotations
@@ -89,18 +89,3 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-def init_like_keras(module: nn.Module) -> None:
-    """Keras' initialisers: HeUniform convs, GlorotUniform dense, zero biases.
-
-    PyTorch's fan-in for a ConvTranspose weight (in, out, kh, kw) is out*kh*kw, the same
-    number Keras derives from its (kh, kw, out, in) kernel, so kaiming_uniform matches.
-    """
-    for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
-        elif isinstance(layer, nn.Linear):
-            nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)

@@ -70,6 +70,13 @@ def model_info(name: str) -> ModelInfo:
                      latent_dim=int(generator.defaults["latent_dim"]))
 
 
+def hparam_defaults(name: str, role: str) -> dict[str, Any]:
+    """Every hyper-parameter ``name``'s ``role`` network accepts, with its default."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return dict(_lookup(name)[ROLES.index(role)].defaults)
+
+
 def build_generator(name: str, **hparams: Any) -> nn.Module:
     return _build(name, "generator", hparams)
 
