@@ -2,6 +2,9 @@
 
 A file names its architecture, role and hyper-parameters, so ``load_model`` needs nothing
 else. Files are never unpickled (no ``torch.load``): opening an untrusted model is safe.
+A generator file may also hold the moving average of its weights (keys ``ema.*``): that is
+what ``load_model`` returns by default (what sampling wants), and ``weights="raw"`` gives
+the trained weights themselves (what training continues from).
 """
 
 from __future__ import annotations
@@ -31,10 +34,15 @@ _FALLBACK_SUFFIXES = ("", ".safetensors", ".h5")
 # What a file written before a hyper-parameter existed was built with: every network saved
 # before ``init`` was added had the Keras initialisation.
 _BEFORE_HPARAM_EXISTED = {"init": "keras"}
+EMA_PREFIX = "ema."
+WEIGHTS = ("ema", "raw")
 
 
-def save_model(module: nn.Module, path: str | os.PathLike) -> None:
-    """Write weights, BatchNorm running stats and identity metadata atomically to ``path``."""
+def save_model(module: nn.Module, path: str | os.PathLike, ema: nn.Module | None = None) -> None:
+    """Write weights, BatchNorm running stats and identity metadata atomically to ``path``.
+
+    ``ema``: the moving average of ``module`` (same architecture), kept in the same file.
+    """
     module = getattr(module, "_orig_mod", module)  # a torch.compile wrapper saves its model
     try:
         metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "role": module.role,
@@ -45,25 +53,34 @@ def save_model(module: nn.Module, path: str | os.PathLike) -> None:
                          "(it carries arch, role and hparams)") from None
     tensors = {key: value.detach().cpu().contiguous()
                for key, value in module.state_dict().items()}
+    if ema is not None:
+        tensors.update({EMA_PREFIX + key: value.detach().cpu().contiguous()
+                        for key, value in ema.state_dict().items()})
+        metadata["ema"] = "1"
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_model(path: str | os.PathLike, role: str | None = None,
-               map_location: str | torch.device = "cpu") -> nn.Module:
+               map_location: str | torch.device = "cpu", weights: str = "ema") -> nn.Module:
     """Rebuild a saved (or old-tool Keras) network from its file alone, in eval mode.
 
     ``path`` may omit its suffix (``generator_epoch_100``), as the old tool's users typed it.
-    With ``role`` given, a file holding the other network is refused.
+    With ``role`` given, a file holding the other network is refused. ``weights``: "ema"
+    (the moving average where the file holds one, else the trained weights) or "raw". The
+    module's ``weights`` attribute says which it holds.
     """
     if role is not None and role not in registry.ROLES:
         raise ValueError(f"role must be one of {registry.ROLES} or None, got {role!r}")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     resolved = resolve_model_path(Path(path))
     if resolved.suffix.lower() in _KERAS_SUFFIXES or is_keras_h5(resolved):
         module = load_keras_model(resolved)
         _check_role(resolved, module.role, role)
+        module.weights = "raw"
         return module.to(map_location)
-    return _load_safetensors(resolved, role, torch.device(map_location))
+    return _load_safetensors(resolved, role, torch.device(map_location), weights)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -85,7 +102,7 @@ def resolve_model_path(path: str | Path) -> Path:
     raise RxwganError(f"model file not found: {path} (also tried {tried})")
 
 
-def _load_safetensors(path: Path, role: str | None, device: torch.device) -> nn.Module:
+def _load_safetensors(path: Path, role: str | None, device: torch.device, weights: str) -> nn.Module:
     try:
         with safe_open(path, framework="pt", device=str(device)) as handle:
             arch, found_role, hparams = _identity(path, handle.metadata() or {})
@@ -102,6 +119,12 @@ def _load_safetensors(path: Path, role: str | None, device: torch.device) -> nn.
     # Fresh allocations, not the file's buffers: those can be misaligned, which sends BLAS
     # down another path and breaks bit-exact reproduction of the saved model's outputs.
     module.to_empty(device=device)
+    averaged = {key[len(EMA_PREFIX):]: value for key, value in tensors.items() if key.startswith(EMA_PREFIX)}
+    module.weights = "ema" if averaged and weights == "ema" else "raw"
+    if module.weights == "ema":
+        tensors = averaged
+    else:
+        tensors = {key: value for key, value in tensors.items() if not key.startswith(EMA_PREFIX)}
     try:
         module.load_state_dict(tensors)
     except RuntimeError as err:
