@@ -7,7 +7,7 @@ exist that epoch), so its users' analysis notebooks read ``history.json`` unchan
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from rxwgan.divergences import DIVERGENCE_KEYS
 from rxwgan.models import save_model
 from rxwgan.plots import save_curves, save_grid
 
+if TYPE_CHECKING:
+    from rxwgan.run_state import RunState
+
 LOSS_KEYS = ("critic_loss", "gen_loss", "reg_loss")
 HISTORY_KEYS = ([f"train_{key}" for key in LOSS_KEYS]
                 + [f"train_{k}" for k in DIVERGENCE_KEYS]
@@ -26,6 +29,7 @@ HISTORY_KEYS = ([f"train_{key}" for key in LOSS_KEYS]
                 + [f"val_{k}" for k in DIVERGENCE_KEYS])
 GRID_SIDE = 5
 FINAL_FILES = ("generator_trained.safetensors", "critic_trained.safetensors")
+BEST_FILES = ("generator_best.safetensors", "best.json")  # lowest validation KID so far
 # Written under fixed names by every run: recorded in the run's manifest once, at setup.
 RUN_FILES = ("config.json", "split.csv", "history.json", "loss_curves.png", "tensorboard", FOLDER,
              POINTER, "eval_space.json", *FINAL_FILES)
@@ -56,12 +60,22 @@ def grid_file(epoch: int) -> str:
     return f"fake_samples_epoch_{epoch}.png"
 
 
-def save_epoch_files(out: Path, epoch: int, generator: nn.Module, critic: nn.Module,
-                     history: dict[str, list[float | None]]) -> None:
+def save_epoch_files(out: Path, epoch: int, state: RunState, history: dict[str, list[float | None]]) -> None:
+    """The networks (the generator file with its moving average) and the history so far."""
     generator_file, critic_file, history_file = epoch_files(epoch)
-    save_model(generator, out / generator_file)
-    save_model(critic, out / critic_file)
+    save_model(state.generator, out / generator_file, ema=_averaged(state))
+    save_model(state.critic, out / critic_file)
     atomic.write_json(out / history_file, history)
+
+
+def save_best(out: Path, generator: nn.Module, ema: Any, best: dict[str, Any]) -> None:
+    """``generator_best`` and ``best.json``: the epoch whose samples had the lowest KID."""
+    save_model(generator, out / BEST_FILES[0], ema=None if ema is None else ema.module)
+    atomic.write_json(out / BEST_FILES[1], best)
+
+
+def _averaged(state: RunState) -> nn.Module | None:
+    return None if state.ema is None else state.ema.module
 
 
 def save_pictures(out: Path, epoch: int, samples: torch.Tensor, history: dict[str, list[float | None]],
@@ -79,9 +93,9 @@ def log_scalars(writer: Any, epoch: int, values: dict[str, float | None]) -> Non
             writer.add_scalar(tag, value, epoch)
 
 
-def save_final(out: Path, generator: nn.Module, critic: nn.Module) -> None:
-    save_model(generator, out / FINAL_FILES[0])
-    save_model(critic, out / FINAL_FILES[1])
+def save_final(out: Path, state: RunState) -> None:
+    save_model(state.generator, out / FINAL_FILES[0], ema=_averaged(state))
+    save_model(state.critic, out / FINAL_FILES[1])
 
 
 def has_final(out: Path) -> bool:

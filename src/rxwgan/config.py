@@ -10,18 +10,21 @@ from typing import Any
 
 from rxwgan import __version__
 from rxwgan.errors import RxwganError, require_at_least
+from rxwgan.augment import parse_policy
 from rxwgan.images import check_bit_depth
 from rxwgan.splits import DEFAULT_SEED, SplitSpec
 
 PRECISIONS = ("auto", "fp32", "bf16")
-DEFAULT_MODEL = "v1"
+INITS = ("standard", "keras")
+DEFAULT_MODEL = "resnet128"  # a fresh run's network: the ResNet WGAN-GP, at v1's 128 px
+KERAS_MODEL = "v1"  # what the old tool's create_models.py and run_wgangp.py build
 # The old tool's per-pair histogram metrics need two images in every batch.
 MIN_BATCH_SIZE = 2
 
 # Fields that change what a run computes: resuming with any of them changed is refused. The
 # table is compared by content (run_folder) and the architecture by what the run built.
-IDENTITY_FIELDS = ("target", "split", "seed", "batch_size", "n_critic", "lr", "betas", "gp_weight", "dropout",
-                   "path_column", "target_column", "bit_depth")
+IDENTITY_FIELDS = ("target", "split", "seed", "batch_size", "init", "augment", "ema_kimg", "n_critic",
+                   "lr", "betas", "gp_weight", "dropout", "path_column", "target_column", "bit_depth")
 
 
 @dataclass
@@ -37,12 +40,17 @@ class TrainConfig:
     split: SplitSpec = SplitSpec.from_flags()  # which partition; its own seed shuffles the folds
     seed: int = DEFAULT_SEED  # initialisation, shuffling, latents, dropout
     batch_size: int = 16
-    epochs: int = 1000
+    epochs: int = 1000  # training length for the old commands; --kimg or --gen_steps replace it
+    kimg: float | None = None  # thousands of real images shown to the critic
+    gen_steps: int | None = None  # generator updates
     n_critic: int = 5
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.9)
     gp_weight: float = 10.0
     dropout: float | None = None  # None: the architecture's default
+    init: str = "standard"  # fresh networks: "standard" (tanh not saturated) or "keras" (the old tool's)
+    augment: str = ""  # DiffAugment policy before the critic, e.g. "translation,cutout"; "" none
+    ema_kimg: float = 2.0  # half-life of the generator's moving average, in thousands of images; 0 off
     save_for_each: int = 50
     disp_for_each: int = 50
     eval_for_each: int = 0  # 0: no evaluation metrics during training
@@ -92,6 +100,17 @@ class TrainConfig:
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise RxwganError(f"--dropout must be in [0, 1), not {self.dropout}")
         check_bit_depth(self.bit_depth)
+        if self.init not in INITS:
+            raise RxwganError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
+        parse_policy(self.augment)
+        if not math.isfinite(self.ema_kimg) or self.ema_kimg < 0:
+            raise RxwganError(f"--ema_kimg must be 0 (off) or more, not {self.ema_kimg}")
+        if self.kimg is not None and self.gen_steps is not None:
+            raise RxwganError("--kimg and --gen_steps both set the training length: give one")
+        if self.kimg is not None and not (math.isfinite(self.kimg) and self.kimg > 0):
+            raise RxwganError(f"--kimg must be a positive number, not {self.kimg}")
+        if self.gen_steps is not None:
+            require_at_least("--gen_steps", self.gen_steps, 1)
         if self.precision not in PRECISIONS:
             raise RxwganError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.eval_for_each < 0:
@@ -101,6 +120,19 @@ class TrainConfig:
         if self.start_from_epoch > self.epochs:
             raise RxwganError(f"--start_from_epoch {self.start_from_epoch} is past --epochs "
                               f"{self.epochs}")
+
+    def total_epochs(self, batches_per_epoch: int) -> int:
+        """Epochs the run lasts: --epochs, or as many as --kimg / --gen_steps take.
+
+        An epoch shows the critic ``batches_per_epoch * batch_size`` images and makes one
+        generator step per ``critic_steps_per_gen_step`` batches; the run ends with the epoch
+        that reaches the target, so checkpoints and epoch files stay per epoch.
+        """
+        if self.kimg is not None:
+            return max(1, math.ceil(self.kimg * 1000 / (batches_per_epoch * self.batch_size)))
+        if self.gen_steps is not None:
+            return max(1, math.ceil(self.gen_steps * self.critic_steps_per_gen_step / batches_per_epoch))
+        return self.epochs
 
     @property
     def critic_steps_per_gen_step(self) -> int:
@@ -147,7 +179,8 @@ class TrainConfig:
                    if k != "split" and mine[k] != theirs[k]]
         changed += self.split.changes_from(saved.split)
         built = saved_arch or saved.model
-        if self.model is not None and built is not None and self.model != built:
+        # With -g, the file decides the architecture; --model counts only when it decides.
+        if self.model is not None and not self.generator and built is not None and self.model != built:
             changed.append(f"--model {built} -> {self.model}")
         return changed
 

@@ -44,7 +44,8 @@ class ExportResult:
 
 
 def export_onnx(generator: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False,
-                opset: int = DEFAULT_OPSET, tolerance: float = TOLERANCE, seed: int = 0) -> ExportResult:
+                opset: int = DEFAULT_OPSET, tolerance: float = TOLERANCE, seed: int = 0,
+                weights: str = "ema") -> ExportResult:
     """Export a generator file (.safetensors or the old tool's .h5) to ONNX, verified.
 
     Refuses an existing ``out`` unless ``overwrite``; writes nothing if the check fails.
@@ -57,7 +58,7 @@ def export_onnx(generator: str | os.PathLike, out: str | os.PathLike, overwrite:
         raise RxwganError(f"{target} already exists; pass --overwrite to replace it")
     if opset < DEFAULT_OPSET:
         raise RxwganError(f"--opset must be {DEFAULT_OPSET} or newer, got {opset}")
-    module = load_model(generator, role="generator").float().eval()
+    module = load_model(generator, role="generator", weights=weights).float().eval()
     with atomic_path(target) as tmp:
         exporter = _export(module, tmp, opset)
         diff = _max_difference(module, tmp, seed)

@@ -36,7 +36,9 @@ from rxwgan import atomic, folder_lock
 from rxwgan.errors import RxwganError, require_at_least
 from rxwgan.models.files import resolve_model_path
 from rxwgan.progress import progress_bar
-from rxwgan.synthesis import LATENT_SCHEME, generate_images, latent_vectors, load_generator
+from rxwgan.devices import resolve_device
+from rxwgan.synthesis import (LATENT_SCHEME, generate_images, generation_precision, latent_vectors,
+                              load_generator)
 from rxwgan.table import TABLE_COLUMNS, Table, md5_of_file, read_table, write_frame
 
 FORMATS = {"png": ".png", "png16": ".png", "npy": ".npy"}
@@ -109,7 +111,8 @@ def image_name(target: int, index: int, fmt: str) -> str:
 def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, target: int = 1,
              seed: int = 0, batch_size: int = 64, fmt: str = "png", size: int | None = None,
              overwrite: bool = False, progress: bool = True, mix: Table | None = None,
-             ratio: float = 1.0) -> GenerateResult:
+             ratio: float = 1.0, device: str = "cpu", precision: str = "auto",
+             weights: str = "ema") -> GenerateResult:
     """Write ``n`` images and ``output/synthetic.csv``; resume a cut run of the same settings.
 
     Refuses a folder holding a set made with other settings unless ``overwrite``, and a
@@ -119,9 +122,11 @@ def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, ta
     _check_arguments(n, target, seed, batch_size, fmt, size)
     start_time = time.perf_counter()
     folder = Path(output)
-    module, sha = load_generator(generator)
+    where = resolve_device(device)
+    module, sha = load_generator(generator, where, weights)
     settings = {"generator_sha256": sha, "seed": seed, "target": target, "format": fmt,
-                "size": size or module.image_size, "latent_scheme": LATENT_SCHEME}
+                "size": size or module.image_size, "latent_scheme": LATENT_SCHEME,
+                "weights": module.weights, "precision": generation_precision(precision, where)}
     with folder_lock.hold(folder, "-o"):
         done = {} if overwrite else _finished_rows(folder, settings, n)
         _remove_stale(folder, {_relative_path(i, settings) for i in done})
@@ -152,7 +157,8 @@ def _write_missing(module: nn.Module, n: int, folder: Path, settings: dict, batc
                 if not missing:
                     continue
                 z = latent_vectors(seed, range(start, start + batch_size), module.latent_dim)
-                arrays = _to_arrays(generate_images(module, z, settings["size"], batch_size), fmt)
+                arrays = _to_arrays(generate_images(module, z, settings["size"], batch_size,
+                                                    settings["precision"]), fmt)
                 bar.update(_collect(pending, done))
                 pending = [(i, pool.submit(_write_image, folder / _relative_path(i, settings),
                                            arrays[i - start], fmt)) for i in missing]

@@ -82,7 +82,8 @@ def generator_samples(folder: Path, count: int = 25) -> torch.Tensor | None:
         if checkpoint is None:
             return None
         generator = build_generator(saved["generator"]["arch"], **saved["generator"]["hparams"])
-        generator.load_state_dict(checkpoint["generator"])
+        averaged = checkpoint.get("ema")  # the moving average, where the run keeps one
+        generator.load_state_dict(averaged["module"] if averaged else checkpoint["generator"])
         if saved.get("config", {}).get("channels_last", True):  # the run's layout, the run's numbers
             generator.to(memory_format=torch.channels_last)
         latents = checkpoint["fixed_z"].float()

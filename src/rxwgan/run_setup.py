@@ -38,6 +38,7 @@ class Setup:
     val_images: torch.Tensor | None
     manifest: Manifest
     table_print: dict[str, Any]  # the table's content fingerprint, kept in every checkpoint
+    epochs: int  # the run's length: --epochs, or what --kimg / --gen_steps come to
 
 
 def prepare(config: TrainConfig, log: Log) -> Setup:
@@ -56,6 +57,11 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
     log(f"{config.split.name}, target {config.target}: {len(train_images)} training and "
         f"{0 if val_images is None else len(val_images)} validation images at {generator.image_size}px "
         f"on {device} ({precision})")
+    batches = len(train_images) // min(config.batch_size, len(train_images))
+    epochs = config.total_epochs(batches)
+    if config.kimg is not None or config.gen_steps is not None:
+        log(f"{epochs} epochs of {batches} batches: {epochs * batches * config.batch_size / 1000:.1f} kimg, "
+            f"{epochs * batches // config.critic_steps_per_gen_step} generator steps")
     state = new_state(config, generator, critic, device)
     if start.checkpoint is not None:
         state.restore(start.checkpoint, device, precision, config.seed, log)
@@ -69,9 +75,10 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
     manifest = Manifest(out)
     manifest.record(*artefacts.RUN_FILES)
     table.write(out / "split.csv", {"partition": parts.labels(len(table))})
-    counts = {"train_images": len(train_images), "val_images": 0 if val_images is None else len(val_images)}
+    counts = {"train_images": len(train_images), "val_images": 0 if val_images is None else len(val_images),
+              "epochs": epochs}
     artefacts.write_config(out, config, generator, critic, device, precision, counts, table_print["sha256"])
-    return Setup(device, precision, state, train_images, val_images, manifest, table_print)
+    return Setup(device, precision, state, train_images, val_images, manifest, table_print, epochs)
 
 
 def fold_images(config: TrainConfig, table: Table, parts: Partition, size: int,

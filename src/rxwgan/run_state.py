@@ -19,6 +19,7 @@ from torch import nn
 from rxwgan.artefacts import GRID_SIDE, HISTORY_KEYS, empty_history
 from rxwgan.checkpoint import FORMAT
 from rxwgan.config import TrainConfig
+from rxwgan.ema import GeneratorEMA, new_ema
 from rxwgan.errors import RxwganError
 from rxwgan.models import build_critic, build_generator, load_model
 
@@ -37,6 +38,13 @@ class RunState:
     critic_updates: int = 0
     history: dict[str, list[float | None]] = field(default_factory=empty_history)
     partial: dict[str, Any] | None = None  # where a stopped epoch got to
+    ema: GeneratorEMA | None = None  # the generator's moving average: what samples come from
+    best: dict[str, Any] | None = None  # {"epoch", "kid", "space_id"} of generator_best
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator pictures and metrics use: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.generator
 
     def checkpoint(self, config: TrainConfig, device: torch.device, precision: str,
                    table: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +59,7 @@ class RunState:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
             "fixed_z": self.fixed_z.cpu(), "arch": self.generator.arch, "table": table,
             "device": device.type, "precision": precision,
+            "ema": None if self.ema is None else self.ema.state_dict(), "best": self.best,
         }
 
     def restore(self, checkpoint: dict[str, Any], device: torch.device, precision: str, seed: int,
@@ -77,6 +86,14 @@ class RunState:
         self.critic_updates = int(checkpoint["critic_steps"])
         self.history = {key: list(values) for key, values in checkpoint["history"].items()}
         self.partial = checkpoint.get("partial")
+        self.best = checkpoint.get("best")
+        if self.ema is not None:
+            if checkpoint.get("ema") is not None:
+                self.ema.load_state_dict(checkpoint["ema"])
+            else:  # a checkpoint from before the moving average: it starts from here
+                self.ema = new_ema(self.generator, self.ema.ema_kimg)
+                log("warning: the checkpoint holds no moving average of the generator; it starts "
+                    "from the restored weights")
 
     def restore_legacy(self, config: TrainConfig, log: Log) -> None:
         """The old tool's restart: weights from -g/-c, history from --history, epochs from N+1."""
@@ -105,13 +122,13 @@ def initial_network(config: TrainConfig, role: str, arch: str | None = None) -> 
     path = config.generator if role == "generator" else config.critic
     overrides = {} if config.dropout is None else {"dropout": config.dropout}
     build = build_generator if role == "generator" else build_critic
-    if path:
-        loaded = load_model(path, role=role)
+    if path:  # training continues the trained weights, not their moving average
+        loaded = load_model(path, role=role, weights="raw")
         module = build(loaded.arch, **{**loaded.hparams, **overrides})
         module.load_state_dict(loaded.state_dict())
         return module
     torch.manual_seed(config.seed + (0 if role == "generator" else 1))
-    return build(arch or config.architecture, **overrides)
+    return build(arch or config.architecture, init=config.init, **overrides)
 
 
 def new_state(config: TrainConfig, generator: nn.Module, critic: nn.Module, device: torch.device) -> RunState:
@@ -127,4 +144,5 @@ def new_state(config: TrainConfig, generator: nn.Module, critic: nn.Module, devi
         generator=generator, critic=critic,
         opt_g=torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas),
         opt_d=torch.optim.Adam(critic.parameters(), lr=config.lr, betas=config.betas),
-        rng=rng, fixed_z=torch.randn(GRID_SIDE**2, generator.latent_dim, generator=rng, device=device))
+        rng=rng, fixed_z=torch.randn(GRID_SIDE**2, generator.latent_dim, generator=rng, device=device),
+        ema=new_ema(generator, config.ema_kimg))

@@ -128,6 +128,15 @@ def write_status(folder: Path, state: str, sweep_id: str | None = None, error: s
 
 
 
+def planned_epochs(folder: Path, base: TrainConfig) -> int:
+    """The epochs ``base`` asks of the run in ``folder``: --epochs, or what --kimg/--gen_steps
+    come to for the number of training images its class has (recorded once the run began)."""
+    images = read_json(folder / "config.json").get("train_images")
+    if (base.kimg is None and base.gen_steps is None) or not images:
+        return base.epochs
+    return base.total_epochs(images // min(base.batch_size, images))
+
+
 def is_finished(folder: Path, epochs: int) -> bool:
     """The run holds its trained networks and a checkpoint at (or past) ``epochs``."""
     pointer = read_json(folder / "checkpoint.json")
@@ -186,8 +195,8 @@ class RunStatus:
 def run_status(study: Path, run: RunPlan, epochs: int | None = None) -> RunStatus:
     """One run's line of the status table, from its folder's files."""
     folder = study / run.path
-    config = read_json(folder / "config.json").get("config", {})
-    epochs = epochs or config.get("epochs")
+    saved = read_json(folder / "config.json")
+    epochs = saved.get("epochs") or epochs or saved.get("config", {}).get("epochs")
     status, worker = read_json(folder / STATUS_FILE), read_json(folder / WORKER_FILE)
     pointer = read_json(folder / "checkpoint.json")
     history = read_json(folder / "history.json")

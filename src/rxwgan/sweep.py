@@ -31,7 +31,8 @@ from rxwgan.errors import RxwganError, first_line
 from rxwgan.extras import require
 from rxwgan.status_table import LiveTable, Log
 from rxwgan.splits import SplitSpec
-from rxwgan.study import STATUS_FILE, SWEEP_FILE, RunPlan, is_finished, read_json, write_status
+from rxwgan.study import (STATUS_FILE, SWEEP_FILE, RunPlan, is_finished, planned_epochs, read_json,
+                          write_status)
 from rxwgan.sweep_worker import train_task
 
 # Exceptions a second attempt can cure (a full disk freed, a flaky network share, a GPU
@@ -85,7 +86,7 @@ def run_sweep(base: TrainConfig, study: str | Path, runs: Sequence[RunPlan],
     _fill_cache(base)
     base, space = study_space(study, base, runs, eval_fit_all)
     pending = [run for run in runs
-               if base.overwrite or not is_finished(study / run.path, base.epochs)]
+               if base.overwrite or not is_finished(study / run.path, planned_epochs(study / run.path, base))]
     result = SweepResult(study, skipped=[run.path for run in runs if run not in pending])
     result.states.update({path: "done" for path in result.skipped})
     if result.skipped:

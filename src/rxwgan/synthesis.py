@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rxwgan.devices import autocast, resolve_precision
 from rxwgan.errors import RxwganError, require_at_least
 from rxwgan.models import file_sha256, load_model
 from rxwgan.models.files import resolve_model_path
@@ -48,26 +49,36 @@ def _latent_chunk(seed: int, chunk: int, latent_dim: int) -> torch.Tensor:
     return torch.randn(LATENT_CHUNK, latent_dim, generator=generator)
 
 
-def load_generator(path: str | os.PathLike) -> tuple[nn.Module, str]:
-    """(generator in eval mode, fp32, channels-last; sha256 of its file). .h5 works too.
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
+                   weights: str = "ema") -> tuple[nn.Module, str]:
+    """(generator in eval mode, fp32, channels-last, on ``device``; sha256 of its file).
 
-    A critic or a non-model file is refused with an RxwganError naming the file.
+    ``weights``: the file's moving average ("ema", where it has one) or its trained weights
+    ("raw"). .h5 works too. A critic or a non-model file is refused with an RxwganError.
     """
-    module = load_model(path, role="generator")
+    module = load_model(path, role="generator", weights=weights)
     sha = file_sha256(resolve_model_path(Path(path)))
-    return module.float().eval().to(memory_format=torch.channels_last), sha
+    return module.float().eval().to(device, memory_format=torch.channels_last), sha
+
+
+def generation_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on a GPU that has it, fp32 elsewhere, so CPU files keep their bytes."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return resolve_precision(precision, device)
 
 
 def generate_images(generator: nn.Module, z: torch.Tensor, size: int | None = None,
-                    batch_size: int = 64) -> torch.Tensor:
+                    batch_size: int = 64, precision: str = "fp32") -> torch.Tensor:
     """Images (N, 1, S, S) float32 in [-1, 1] for latents ``z``, resized to ``size`` if given.
 
-    Runs in inference mode, ``batch_size`` latents at a time, so memory does not grow with N.
+    Runs in inference mode on the generator's device, ``batch_size`` latents at a time, so
+    memory does not grow with N.
     """
     require_at_least("--batch_size", batch_size, 1)
     side = size or generator.image_size
     device = next(generator.parameters()).device
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         parts = [_forward(generator, z[start:start + batch_size].to(device), size).cpu()
                  for start in range(0, len(z), batch_size)]
     return torch.cat(parts) if parts else torch.empty(0, 1, side, side)
@@ -92,7 +103,7 @@ def synthetic_images(generator: str | os.PathLike | nn.Module, indices: Sequence
 
 
 def _forward(generator: nn.Module, z: torch.Tensor, size: int | None) -> torch.Tensor:
-    images = generator(z.float())
+    images = generator(z.float()).float()
     if size is not None and size != images.shape[-1]:
         images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
                                align_corners=False).clamp(-1.0, 1.0)

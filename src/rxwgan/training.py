@@ -22,6 +22,7 @@ from rxwgan import artefacts, atomic, folder_lock
 from rxwgan.checkpoint import save_checkpoint
 from rxwgan.config import TrainConfig
 from rxwgan.errors import RxwganError
+from rxwgan.augment import parse_policy
 from rxwgan.progress import progress_bar
 from rxwgan.run_setup import Log, prepare
 from rxwgan.stop_signals import stop_requests
@@ -56,15 +57,16 @@ class Trainer:
         setup = prepare(config, log)
         self.device, self.precision, self.state = setup.device, setup.precision, setup.state
         self.train_images, self.val_images = setup.train_images, setup.val_images
-        self.manifest, self.table_print = setup.manifest, setup.table_print
+        self.manifest, self.table_print, self.epochs = setup.manifest, setup.table_print, setup.epochs
+        self.policy = parse_policy(config.augment)
 
     # --- the loop --------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
         config, state = self.config, self.state
-        if state.epoch >= config.epochs and state.partial is None:
+        if state.epoch >= self.epochs and state.partial is None:
             if artefacts.has_final(self.out):
-                self.log(f"{self.out}: the run is complete (epoch {state.epoch} of {config.epochs}); "
+                self.log(f"{self.out}: the run is complete (epoch {state.epoch} of {self.epochs}); "
                          f"nothing to do")
             else:  # the last checkpoint was written, the final files were not
                 self._finish()
@@ -74,7 +76,7 @@ class Trainer:
         writer = artefacts.summary_writer(self.out / "tensorboard", purge_step=state.epoch + 1)
         try:
             with stop_requests(self._request_stop):
-                for epoch in range(state.epoch + 1, config.epochs + 1):
+                for epoch in range(state.epoch + 1, self.epochs + 1):
                     start = time.perf_counter()
                     values = self._train_epoch(epoch)
                     if self.val_images is not None:
@@ -83,7 +85,7 @@ class Trainer:
                             config.gp_weight, self.precision).items()})
                     values.update(self._evaluate(epoch))
                     self._end_epoch(epoch, values, time.perf_counter() - start, writer)
-                    if self.stop_requested and epoch < config.epochs:
+                    if self.stop_requested and epoch < self.epochs:
                         raise _Stop
         except _Stop:
             self.log(f"stopped; resume with the same command (or add --resume): everything up to "
@@ -113,11 +115,13 @@ class Trainer:
             real = self.train_images[order[index * batch:(index + 1) * batch]]
             try:
                 values = critic_step(state.generator, state.critic, state.opt_d, real, state.rng,
-                                     config.gp_weight, self.precision)
+                                     config.gp_weight, self.precision, self.policy)
                 state.critic_updates += 1
                 if state.critic_updates % config.critic_steps_per_gen_step == 0:
                     values.update(generator_step(state.generator, state.critic, state.opt_g, batch,
-                                                 state.rng, self.precision, self.device))
+                                                 state.rng, self.precision, self.device, self.policy))
+                    if state.ema is not None:
+                        state.ema.update(state.generator, batch)
             except NonFiniteLoss as exc:
                 kept = (f"the last good checkpoint (epoch {state.epoch}) stays in {self.out}"
                         if self.manifest.checkpointed else "no checkpoint had been written yet")
@@ -143,11 +147,16 @@ class Trainer:
         from rxwgan.metrics import evaluate_generator
         from rxwgan.metrics.spaces import record_run_space, run_space
 
-        generator = self.state.generator
-        space = run_space(config, int(generator.image_size), self.device)
-        record_run_space(self.out, space, self.state.history)
-        results = evaluate_generator(generator, self.val_images.float().contiguous().cpu(),
+        state = self.state
+        space = run_space(config, int(state.generator.image_size), self.device)
+        record_run_space(self.out, space, state.history)
+        results = evaluate_generator(state.sampler, self.val_images.float().contiguous().cpu(),
                                      list(config.eval_metrics), space, seed=config.seed)
+        kid = results.get("kid")
+        if kid is not None and (state.best is None or kid < state.best["kid"]):
+            state.best = {"epoch": epoch, "kid": float(kid), "space_id": space.key}
+            self.manifest.record(*artefacts.BEST_FILES)
+            artefacts.save_best(self.out, state.generator, state.ema, state.best)
         return {key: float(value) for key, value in results.items()}
 
     def _end_epoch(self, epoch: int, values: dict[str, float | None], seconds: float, writer: Any) -> None:
@@ -157,19 +166,19 @@ class Trainer:
         artefacts.log_scalars(writer, epoch, values)
         if epoch % config.save_for_each == 0:
             self.manifest.record(*artefacts.epoch_files(epoch))
-            artefacts.save_epoch_files(self.out, epoch, state.generator, state.critic, state.history)
-        if epoch % config.disp_for_each == 0 or epoch == config.epochs:
+            artefacts.save_epoch_files(self.out, epoch, state, state.history)
+        if epoch % config.disp_for_each == 0 or epoch == self.epochs:
             self.manifest.record(artefacts.grid_file(epoch))
             artefacts.save_pictures(self.out, epoch, self.samples(), state.history, writer)
         atomic.write_json(self.out / "history.json", state.history)
         self._checkpoint()
-        self.log(artefacts.epoch_line(epoch, config.epochs, values, seconds))
+        self.log(artefacts.epoch_line(epoch, self.epochs, values, seconds))
 
     def samples(self) -> torch.Tensor:
-        """The fixed-latent sample grid's images, from the generator in inference mode."""
-        self.state.generator.eval()
+        """The fixed-latent sample grid's images, from the (averaged) generator in inference mode."""
+        sampler = self.state.sampler.eval()
         with torch.no_grad():
-            return self.state.generator(self.state.fixed_z).float().cpu()
+            return sampler(self.state.fixed_z).float().cpu()
 
     def _checkpoint(self) -> None:
         state = self.state
@@ -179,8 +188,8 @@ class Trainer:
         self.manifest.mark_checkpointed()
 
     def _finish(self) -> None:
-        artefacts.save_final(self.out, self.state.generator, self.state.critic)
-        self.log(f"done: {self.config.epochs} epochs; generator, critic, history, samples and "
+        artefacts.save_final(self.out, self.state)
+        self.log(f"done: {self.epochs} epochs; generator, critic, history, samples and "
                  f"curves in {self.out}")
 
     def _request_stop(self, signal_name: str) -> None:

@@ -12,6 +12,7 @@ from collections import defaultdict
 import torch
 from torch import Tensor, nn
 
+from rxwgan.augment import Policy, augment
 from rxwgan.devices import autocast
 from rxwgan.divergences import pair_divergences
 from rxwgan.losses import critic_loss, generator_loss, gradient_penalty, interpolate, penalty
@@ -31,19 +32,25 @@ def has_batch_statistics(critic: nn.Module) -> bool:
 
 
 def critic_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor,
-                rng: torch.Generator, gp_weight: float, precision: str) -> dict[str, float]:
-    """One critic update on ``real``: Wasserstein loss plus ``gp_weight`` x gradient penalty."""
+                rng: torch.Generator, gp_weight: float, precision: str,
+                policy: Policy = ()) -> dict[str, float]:
+    """One critic update on ``real``: Wasserstein loss plus ``gp_weight`` x gradient penalty.
+
+    With a DiffAugment ``policy`` the critic sees augmented reals and fakes (and x_hat
+    between them); the history's divergences compare the images themselves.
+    """
     generator.train()
     critic.train()
     z = torch.randn(len(real), generator.latent_dim, generator=rng, device=real.device)
     with autocast(real.device, precision):
         with torch.no_grad():
             fake = generator(z).float()
-        x_hat = interpolate(real, fake, rng)
+        seen_real, seen_fake = augment(real, policy, rng), augment(fake, policy, rng)
+        x_hat = interpolate(seen_real, seen_fake, rng)
         if has_batch_statistics(critic):
-            d_real, d_fake, d_hat = critic(real), critic(fake), critic(x_hat)
+            d_real, d_fake, d_hat = critic(seen_real), critic(seen_fake), critic(x_hat)
         else:  # one call scores reals, fakes and x_hat together: exact without batch statistics
-            d_real, d_fake, d_hat = critic(torch.cat([real, fake, x_hat])).split(len(real))
+            d_real, d_fake, d_hat = critic(torch.cat([seen_real, seen_fake, x_hat])).split(len(real))
         wasserstein = critic_loss(d_real, d_fake)
         gp = penalty(d_hat, x_hat)
     loss = wasserstein + gp_weight * gp
@@ -55,13 +62,14 @@ def critic_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.
 
 
 def generator_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, batch: int,
-                   rng: torch.Generator, precision: str, device: torch.device) -> dict[str, float]:
-    """One generator update: raise the critic's score of ``batch`` fresh fakes."""
+                   rng: torch.Generator, precision: str, device: torch.device,
+                   policy: Policy = ()) -> dict[str, float]:
+    """One generator update: raise the critic's score of ``batch`` fresh (augmented) fakes."""
     z = torch.randn(batch, generator.latent_dim, generator=rng, device=device)
     critic.requires_grad_(False)  # no critic weight gradients needed here
     try:
         with autocast(device, precision):
-            loss = generator_loss(critic(generator(z)))
+            loss = generator_loss(critic(augment(generator(z), policy, rng)))
         value = _finite(loss, "generator")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -38,6 +38,9 @@ def create_models_main(argv: Sequence[str] | None = None) -> int:
 
 def run_wgangp_main(argv: Sequence[str] | None = None) -> int:
     """The old tool's ``run_wgangp.py``, every flag accepted."""
+    from rxwgan.config import KERAS_MODEL
+
     parser = OneLineParser(prog="run_wgangp.py")
     train.add_train_flags(parser)
+    parser.set_defaults(model=KERAS_MODEL)  # without -g/-c, the old tool's v1
     return run(sys.argv[1:] if argv is None else argv, parser)

@@ -152,7 +152,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", help="write every number, sample size, and version here")
     parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir",
                         help="cache folder (decoded images, real-set features, trained encoders)")
-    parser.add_argument("--device", default="cpu",
-                        help=f"device for {'/'.join(pretrained)} features: cpu (default), auto, cuda, cuda:N")
+    parser.add_argument("--device", default="auto",
+                        help=f"device for the generator and {'/'.join(pretrained)} features: auto (a GPU "
+                             f"when there is one; the default), cpu, cuda, cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.set_defaults(handler=cmd_evaluate)

@@ -29,7 +29,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     result = generate(args.generator, args.n, args.output, target=args.target, seed=args.seed,
                       batch_size=args.batch_size, fmt=args.format, size=args.size,
                       overwrite=args.overwrite, progress=args.progress, mix=real,
-                      ratio=_ratio(args))
+                      ratio=_ratio(args), device=args.device, precision=args.precision,
+                      weights="raw" if args.raw else "ema")
     rate = f", {result.written / result.seconds:.1f} images/s" if result.written else ""
     print(f"wrote {result.table}: {result.n} images at {result.image_size}px "
           f"({result.written} written, {result.kept} kept from an earlier run{rate})")
@@ -47,7 +48,8 @@ def _ratio(args: argparse.Namespace) -> float:
 def cmd_export(args: argparse.Namespace) -> int:
     from rxwgan.export import export_onnx
 
-    result = export_onnx(args.generator, args.onnx, overwrite=args.overwrite, opset=args.opset)
+    result = export_onnx(args.generator, args.onnx, overwrite=args.overwrite, opset=args.opset,
+                         weights="raw" if args.raw else "ema")
     sizes = " and ".join(str(b) for b in result.batch_sizes)
     print(f"wrote {result.path} ({result.arch} generator, opset {result.opset}, input 'z' -> output "
           f"'images', dynamic batch axis, {result.exporter} exporter)")
@@ -72,6 +74,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
                      help="png: 8-bit grayscale; png16: 16-bit grayscale; "
                           "npy: float32 in [0, 1] (default png)")
     gen.add_argument("--size", type=int, help="output side in pixels (default: the model's)")
+    gen.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    gen.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                     help="auto: bf16 on a GPU that has it, fp32 on a CPU (the same bytes as always)")
+    gen.add_argument("--raw", action="store_true",
+                     help="use the generator's trained weights, not their moving average (the default "
+                          "where the file has one)")
     gen.add_argument("--mix", metavar="TABLE.csv",
                      help="also write mixed.csv: this table's rows plus synthetic ones")
     gen.add_argument("--ratio", type=float,
@@ -89,5 +97,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="generator file (.safetensors, or the old tool's .h5)")
     export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="file to write")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
+    export.add_argument("--raw", action="store_true",
+                        help="export the trained weights, not their moving average")
     export.add_argument("--overwrite", action="store_true")
     export.set_defaults(handler=cmd_export)

@@ -21,7 +21,7 @@ def cmd_create_models(args: argparse.Namespace) -> int:
     for path in paths.values():  # both checked first: a refusal leaves no half of the pair
         refuse_existing(path, args.overwrite)
     check_writable_folder(out, "-o")
-    overrides = {} if args.dropout is None else {"dropout": args.dropout}
+    overrides = {"init": args.init, **({} if args.dropout is None else {"dropout": args.dropout})}
     torch.manual_seed(args.seed)
     networks = {role: build(args.model, **overrides) for role, build in builders.items()}
     for role, path in paths.items():
@@ -31,12 +31,14 @@ def cmd_create_models(args: argparse.Namespace) -> int:
 
 
 def add_create_flags(parser: argparse.ArgumentParser, default_output: str | None) -> None:
-    from rxwgan.config import DEFAULT_MODEL
+    from rxwgan.config import KERAS_MODEL
 
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture name (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=KERAS_MODEL, help=f"architecture name (default {KERAS_MODEL}, "
+                        "the old tool's)")
     parser.add_argument("-o", "--output", default=default_output, required=default_output is None,
                         help="folder to write generator.safetensors and critic.safetensors")
     parser.add_argument("--dropout", type=float, help="dropout rate (default: the architecture's)")
+    add_init_flag(parser)
     parser.add_argument("--seed", type=int, default=_default("seed"),
                         help="initialisation seed (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true")
@@ -72,6 +74,25 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                         "a resumed run keeps its own)")
 
 
+def add_init_flag(parser: argparse.ArgumentParser) -> None:
+    from rxwgan.config import INITS
+
+    parser.add_argument("--init", choices=INITS, default=_default("init"),
+                        help="initialisation of fresh networks: standard (default; tanh not saturated) "
+                             "or keras (the old tool's, for reproducing it)")
+
+
+def augment_policy(text: str) -> str:
+    """argparse type for --augment: the policy in canonical form, or the flag's error."""
+    from rxwgan.augment import parse_policy
+    from rxwgan.errors import RxwganError
+
+    try:
+        return ",".join(parse_policy(text))
+    except RxwganError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--augment ")) from None
+
+
 def _default(name: str):
     """TrainConfig's default for a field: the single source of every default."""
     from rxwgan.config import TrainConfig
@@ -92,7 +113,10 @@ def add_loop_flags(parser: argparse.ArgumentParser) -> None:
     number("seed", "--seed", help="seed of the initialisation, shuffling, latents and dropout")
     number("batch_size", "--batch_size", "--batch-size", kind=training_batch_size,
            help="images per critic step (at least 2)")
-    number("epochs", "--epochs", help="passes over the class's training rows")
+    number("epochs", "--epochs", help="passes over the class's training rows (the old tool's length)")
+    number("kimg", "--kimg", kind=float,
+           help="length in thousands of real images shown to the critic (instead of --epochs)")
+    number("gen_steps", "--gen_steps", "--gen-steps", help="length in generator steps (instead of --epochs)")
     number("n_critic", "--n_critic", "--n_discr", "--n-critic",
            help="critic steps per generator step (0: one of each per batch)")
     number("lr", "--lr", kind=float, help="Adam learning rate of both networks")
@@ -100,6 +124,12 @@ def add_loop_flags(parser: argparse.ArgumentParser) -> None:
                         help="Adam betas (default %(default)s)")
     number("gp_weight", "--gp_weight", "--gp-weight", kind=float, help="gradient penalty weight")
     parser.add_argument("--dropout", type=float, help="dropout rate (default: the architecture's)")
+    add_init_flag(parser)
+    parser.add_argument("--augment", default=_default("augment"), type=augment_policy,
+                        help="DiffAugment before the critic: comma-separated from brightness, contrast, "
+                             "translation, cutout, flip (or color); 'none' (default) for none")
+    number("ema_kimg", "--ema_kimg", "--ema-kimg", kind=float,
+           help="half-life of the generator's moving average in thousands of images (0: off)")
     number("save_for_each", "--save_for_each", "--save-for-each", help="epochs between epoch files")
     number("disp_for_each", "--disp_for_each", "--disp-for-each", help="epochs between sample grids")
     number("eval_for_each", "--eval_for_each", "--eval-for-each",
