@@ -10,7 +10,6 @@ from typing import Any
 
 from rxwgan import __version__
 from rxwgan.errors import RxwganError, require_at_least
-from rxwgan.augment import parse_policy
 from rxwgan.images import check_bit_depth
 from rxwgan.splits import DEFAULT_SEED, SplitSpec
 
@@ -102,6 +101,8 @@ class TrainConfig:
         check_bit_depth(self.bit_depth)
         if self.init not in INITS:
             raise RxwganError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
+        from rxwgan.augment import parse_policy  # here: the CLI's parser imports this module, not torch
+
         parse_policy(self.augment)
         if not math.isfinite(self.ema_kimg) or self.ema_kimg < 0:
             raise RxwganError(f"--ema_kimg must be 0 (off) or more, not {self.ema_kimg}")
