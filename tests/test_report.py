@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,15 @@ def test_best_is_chosen_per_test_and_target():
     })
     best = select_best(frame)
     assert sorted(best["run"]) == ["b", "d"]  # e has no value yet
+
+
+def test_a_kept_best_generator_is_what_kid_ranks_and_shows(study, tmp_path):
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    run = copy / "fold_0" / "target_0"  # its last kid is the higher of target 0's two
+    shutil.copy(run / "generator_trained.safetensors", run / "generator_best.safetensors")
+    atomic.write_json(run / "best.json", {"epoch": 1, "kid": 0.01, "space_id": "trained-study-space"})
+    report = write_report(copy, tmp_path / "report", select="kid")
+    best = report.best.set_index("target")
+    assert best.loc[0, "run"] == "fold_0/target_0" and best.loc[0, "best_epoch"] == 1
+    assert "generator_best" in report.markdown.read_text()

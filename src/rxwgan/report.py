@@ -28,11 +28,12 @@ from rxwgan.plots import save_grid
 from rxwgan.report_figures import generator_samples, plot_bands
 from rxwgan.study import RunPlan, is_number, last_value, load_study, read_json, run_status
 from rxwgan.table import write_frame
-from rxwgan.artefacts import HISTORY_KEYS
+from rxwgan.artefacts import BEST_FILES, HISTORY_KEYS
 
 DEFAULT_SELECT = "val_kl_rf"
 GRID_COLUMNS = 8
-SPLIT_COLUMNS = ["run", "split", "fold", "n_splits", "test", "sort", "target", "state", "epoch", "epochs"]
+SPLIT_COLUMNS = ["run", "split", "fold", "n_splits", "test", "sort", "target", "state", "epoch", "epochs",
+                 "best_epoch"]
 LOSS_PANELS = (("critic loss", ("train_critic_loss", "val_critic_loss")),
                ("generator loss", ("train_gen_loss", "val_gen_loss")),
                ("gradient penalty", ("train_reg_loss",)))
@@ -88,6 +89,9 @@ def _load_runs(study: Path) -> list[_Run]:
                                "target": plan.target, "state": status.state, "epoch": status.epoch,
                                "epochs": status.epochs}
         row.update({key: last_value(values) for key, values in history.items()})
+        best = read_json(folder / BEST_FILES[1])
+        if is_number(best.get("kid")):  # the run kept its lowest-KID generator: rank by that one
+            row.update(kid=best["kid"], best_epoch=best.get("epoch"))
         row["eval_space"] = read_run_space(folder).get("id")
         row["error"] = status.error
         loaded.append(_Run(plan, folder, row, history))
@@ -115,7 +119,7 @@ def collect_runs(study: str | Path) -> pd.DataFrame:
 def _frame(runs: Sequence[_Run]) -> pd.DataFrame:
     columns = SPLIT_COLUMNS + list(HISTORY_KEYS) + _metric_keys(runs) + TEXT_COLUMNS
     frame = pd.DataFrame([run.row for run in runs], columns=columns)
-    for name in ("fold", "n_splits", "test", "sort", "epochs"):
+    for name in ("fold", "n_splits", "test", "sort", "epochs", "best_epoch"):
         frame[name] = frame[name].astype("Int64")
     for name in columns[len(SPLIT_COLUMNS):-len(TEXT_COLUMNS)]:
         frame[name] = pd.to_numeric(frame[name], errors="coerce")
@@ -250,7 +254,10 @@ def _documents(study: Path, report: Report, sections: list[_Section],
     if report.runs["eval_space"].notna().any():
         shown.append("eval_space")
     select_note = (f"Best run per test and target: the smallest last `{report.select}`"
-                   + (" (k-fold runs: per target)" if report.runs["test"].isna().any() else ""))
+                   + (" (k-fold runs: per target)" if report.runs["test"].isna().any() else "")
+                   + ("; a run that kept its lowest-KID generator (generator_best) counts that "
+                      "generator's KID, from the epoch in best_epoch"
+                      if report.runs["best_epoch"].notna().any() else ""))
     md = [f"# Study report: {study}", "", f"Written {when}. {_summary(report)}", ""]
     page = [f"<h1>Study report: {html.escape(str(study))}</h1>",
             f"<p>Written {when}. {html.escape(_summary(report))}</p>"]

@@ -17,6 +17,7 @@ import torch
 from rxwgan import atomic
 from rxwgan.errors import RxwganError
 from rxwgan.plots import figure_format
+from rxwgan.artefacts import BEST_FILES
 from rxwgan.study import TRAINED_GENERATOR, read_json
 
 
@@ -68,13 +69,17 @@ def generator_samples(folder: Path, count: int = 25) -> torch.Tensor | None:
     """``count`` images from a run's newest generator on its own fixed latents (the sample grid's).
 
     The checkpoint holds both the newest weights and those latents; a folder without
-    one falls back to its trained generator and latents drawn from the run's seed.
+    one falls back to its trained generator and latents drawn from the run's seed. A run
+    that kept its lowest-KID generator (``generator_best``) is shown by that one.
     """
     from rxwgan.checkpoint import has_checkpoint, load_checkpoint
     from rxwgan.models import build_generator, load_model
 
     saved = read_json(folder / "config.json")
-    if has_checkpoint(folder) and "generator" in saved:
+    if (folder / BEST_FILES[0]).is_file():
+        generator = load_model(folder / BEST_FILES[0], role="generator")
+        latents = _seeded_latents(saved, count, generator.latent_dim)
+    elif has_checkpoint(folder) and "generator" in saved:
         try:
             checkpoint = load_checkpoint(folder, warn=lambda _: None)
         except RxwganError:  # replaced by a newer one while the run goes on: no grid this time
@@ -89,11 +94,15 @@ def generator_samples(folder: Path, count: int = 25) -> torch.Tensor | None:
         latents = checkpoint["fixed_z"].float()
     elif (folder / TRAINED_GENERATOR).is_file():
         generator = load_model(folder / TRAINED_GENERATOR, role="generator")
-        seed = int(saved.get("config", {}).get("seed", 0))
-        latents = torch.randn(count, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+        latents = _seeded_latents(saved, count, generator.latent_dim)
     else:
         return None
     generator.eval()
     with torch.no_grad():
         return generator(latents[:count]).float()
 
+
+def _seeded_latents(saved: dict, count: int, latent_dim: int) -> torch.Tensor:
+    """Latents drawn from the run's seed: the same grid every time the report is written."""
+    seed = int(saved.get("config", {}).get("seed", 0))
+    return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))
