@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -120,12 +122,18 @@ def test_train_starts_from_the_old_tools_keras_files(tmp_path, capsys):
 
 def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "-o", str(out), "--model", "tiny", "--epochs", "2"]) == 0
+    flags = ["demo", "-o", str(out), "--model", "tiny", "--kimg", "0.1", "--synthetic", "30"]
+    assert main(flags) == 0
     printed = capsys.readouterr().out
-    assert "[3/4] 5-fold split" in printed and "demo finished" in printed
+    assert "[3/6] 5-fold split" in printed and "demo finished" in printed
+    assert re.search(r"target 1: samples .*samples.png; two-sample test accuracy [01]\.\d{3} on 30 real",
+                     printed)
     for target in (0, 1):
         run = out / "fold_0" / f"target_{target}"
         assert (run / "generator_trained.safetensors").is_file()
-        assert (run / "fake_samples_epoch_2.png").is_file()
-    assert main(["demo", "-o", str(out), "--model", "tiny", "--epochs", "2"]) == 0  # re-run: nothing to redo
+        assert len(list((out / f"synthetic_target_{target}" / "images").glob("*.png"))) == 30
+        evaluation = json.loads((out / f"synthetic_target_{target}" / "evaluation.json").read_text())
+        assert evaluation["n_fake"] == 30
+    assert (out / "report" / "report.html").is_file()
+    assert main(flags) == 0  # re-run: nothing to redo
     assert "phantom data already in" in capsys.readouterr().out

@@ -186,7 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from rxwgan.demo import DemoSettings, run_demo
 
-    run_demo(args.output, DemoSettings(model=args.model, epochs=args.epochs))
+    chosen = {name: getattr(args, name) for name in ("model", "kimg", "synthetic")}
+    run_demo(args.output, DemoSettings(**{k: v for k, v in chosen.items() if v is not None}))
     return 0
 
 
@@ -194,8 +195,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     """Add ``create-models``, ``train`` and ``demo``."""
     demo = verbs.add_parser("demo", help="the whole pipeline on the shipped phantom X-rays")
     demo.add_argument("-o", "--output", default="demo_out", help="folder for everything (default demo_out)")
-    demo.add_argument("--model", default="small", help="architecture (default small, 64 px)")
-    demo.add_argument("--epochs", type=int, default=250, help="epochs per class (default 250)")
+    # Defaults live in rxwgan.demo.DemoSettings (importing it here would pull torch into --help).
+    demo.add_argument("--model", help="architecture (default small, 64 px)")
+    demo.add_argument("--kimg", type=float, help="thousands of real images shown per class (default 20)")
+    demo.add_argument("--synthetic", type=int, help="synthetic images generated per class (default 200)")
     demo.set_defaults(handler=cmd_demo)
     add_create_flags(verbs.add_parser("create-models", help="write an initialised generator and critic"),
                      default_output=".")
