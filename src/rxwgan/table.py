@@ -6,6 +6,7 @@ decoding or training, and reports every problem found at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -202,6 +203,14 @@ def _listed(headline: str, items: list[str]) -> str:
 
 
 def md5_of_file(path: str | Path) -> str:
+    """The file's md5, read once per process while its size and mtime stay the same: a run's
+    table fingerprint and its image cache both need every image's md5."""
+    stat = os.stat(path)
+    return _md5(os.path.realpath(path), (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _md5(path: str, version: tuple[int, int, int, int]) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "md5").hexdigest()
 
