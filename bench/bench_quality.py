@@ -10,8 +10,8 @@ saw:
 - the two-sample test (logistic regression on 16 x 16 pixels, 5-fold accuracy; 0.5 means
   indistinguishable).
 The moving average and the raw weights of one run are both scored, which measures the EMA
-at no extra training. Grids of each configuration's last snapshot are saved beside
-``results.json`` (bench/quality_<name>.png).
+at no extra training. Grids of each configuration's last snapshot (its trained weights, the
+last scored) are saved beside ``results.json`` (bench/quality_<name>.png).
 """
 
 from __future__ import annotations
