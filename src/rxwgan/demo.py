@@ -30,8 +30,10 @@ class DemoSettings:
     """What the demo changes from TrainConfig's defaults (the rest, the split included, are those).
 
     The training recipe is the one that learned the phantoms fastest on two CPU cores in our
-    trials: one critic step per generator step, Adam at 2e-4, batches of 32, the standard
-    initialisation and the generator's moving average (TrainConfig's defaults for both).
+    trials: one critic step per generator step, Adam at 5e-4 with betas (0, 0.9), batches of
+    32, no dropout, the standard initialisation and the generator's moving average
+    (TrainConfig's defaults for both). At 20 kimg it took the two-sample test on one class from 0.99 (Adam at
+    2e-4, betas (0.5, 0.9)) to 0.58.
     """
 
     images: int = 200
@@ -40,7 +42,9 @@ class DemoSettings:
     kimg: float = 20.0
     batch_size: int = 32
     n_critic: int = 1
-    lr: float = 2e-4
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    dropout: float = 0.0
     augment: str = ""
     synthetic: int = 200  # images generated per class
 
@@ -75,6 +79,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
     configs = [TrainConfig(input=str(table_path), output=str(out / split.name / f"target_{target}"),
                            model=settings.model, target=target, kimg=settings.kimg,
                            batch_size=settings.batch_size, n_critic=settings.n_critic, lr=settings.lr,
+                           betas=settings.betas, dropout=_dropout(settings),
                            augment=settings.augment, save_for_each=10**6, disp_for_each=50, progress=False)
                for target in (0, 1)]
     log(f"[4/6] training both generators on {split.name} at once ({settings.kimg:g} kimg each): "
@@ -91,6 +96,13 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
             f"synthetic (0.5: indistinguishable)")
     log(f"demo finished in {time.perf_counter() - started:.0f} s")
     return out
+
+
+def _dropout(settings: DemoSettings) -> float | None:
+    """The demo's dropout for architectures that have dropout (the ResNet has none)."""
+    from rxwgan.models.registry import hparam_defaults
+
+    return settings.dropout if "dropout" in hparam_defaults(settings.model, "generator") else None
 
 
 def _train_side_by_side(configs: list[TrainConfig], log: Log) -> None:
