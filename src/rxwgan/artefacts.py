@@ -68,10 +68,10 @@ def save_epoch_files(out: Path, epoch: int, state: RunState, history: dict[str, 
     atomic.write_json(out / history_file, history)
 
 
-def save_best(out: Path, generator: nn.Module, ema: Any, best: dict[str, Any]) -> None:
-    """``generator_best`` and ``best.json``: the epoch whose samples had the lowest KID."""
-    save_model(generator, out / BEST_FILES[0], ema=None if ema is None else ema.module)
-    atomic.write_json(out / BEST_FILES[1], best)
+def save_best(out: Path, state: RunState) -> None:
+    """``generator_best`` and ``best.json`` (``state.best``): the epoch whose samples had the lowest KID."""
+    save_model(state.generator, out / BEST_FILES[0], ema=_averaged(state))
+    atomic.write_json(out / BEST_FILES[1], state.best)
 
 
 def _averaged(state: RunState) -> nn.Module | None:

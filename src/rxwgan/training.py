@@ -156,7 +156,7 @@ class Trainer:
         if kid is not None and (state.best is None or kid < state.best["kid"]):
             state.best = {"epoch": epoch, "kid": float(kid), "space_id": space.key}
             self.manifest.record(*artefacts.BEST_FILES)
-            artefacts.save_best(self.out, state.generator, state.ema, state.best)
+            artefacts.save_best(self.out, state)
         return {key: float(value) for key, value in results.items()}
 
     def _end_epoch(self, epoch: int, values: dict[str, float | None], seconds: float, writer: Any) -> None:
