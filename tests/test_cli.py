@@ -122,10 +122,12 @@ def test_train_starts_from_the_old_tools_keras_files(tmp_path, capsys):
 
 def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     out = tmp_path / "demo"
-    flags = ["demo", "-o", str(out), "--model", "tiny", "--kimg", "0.1", "--synthetic", "30"]
+    flags = ["demo", "-o", str(out), "--model", "tiny", "--kimg", "0.1", "--synthetic", "30",
+             "--utility-repeats", "1", "--utility-epochs", "1"]
     assert main(flags) == 0
     printed = capsys.readouterr().out
-    assert "[3/6] 5-fold split" in printed and "demo finished" in printed
+    assert "[3/7] 5-fold split" in printed and "demo finished" in printed
+    assert re.search(r"\| swapped \| 1 \| [01]\.\d{3}", printed)  # the utility table of the fold
     assert re.search(r"target 1: samples .*samples.png; two-sample test accuracy [01]\.\d{3} on 30 real",
                      printed)
     for target in (0, 1):

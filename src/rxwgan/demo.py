@@ -47,6 +47,8 @@ class DemoSettings:
     dropout: float = 0.0
     augment: str = ""
     synthetic: int = 200  # images generated per class
+    utility_repeats: int = 2  # classifier seeds per condition in the demo's utility table
+    utility_epochs: int = 30
 
 
 def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = print) -> Path:
@@ -56,19 +58,19 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
     started = time.perf_counter()
     table_path = out / "data" / "table.csv"
     if table_path.is_file():
-        log(f"[1/6] phantom data already in {table_path.parent}")
+        log(f"[1/7] phantom data already in {table_path.parent}")
     else:
         write_demo_data(out / "data", n_images=settings.images, size=settings.image_size)
-        log(f"[1/6] wrote {settings.images} phantom X-rays and their table to {table_path}")
+        log(f"[1/7] wrote {settings.images} phantom X-rays and their table to {table_path}")
 
     table = read_table(table_path)
     size = model_info(settings.model).image_size
     start = time.perf_counter()
     ImageCache().load_rows(table, size)
-    log(f"[2/6] {len(table)} images decoded to {size}px in the cache ({time.perf_counter() - start:.1f} s)")
+    log(f"[2/7] {len(table)} images decoded to {size}px in the cache ({time.perf_counter() - start:.1f} s)")
 
     split = TrainConfig.default("split")
-    log(f"[3/6] {split.n_splits}-fold split (seed {split.seed}), as the old tool made it:")
+    log(f"[3/7] {split.n_splits}-fold split (seed {split.seed}), as the old tool made it:")
     targets = table.targets
     for fold in range(split.n_splits):
         parts = partition(targets, dataclasses.replace(split, fold=fold))
@@ -82,20 +84,38 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
                            betas=settings.betas, dropout=_dropout(settings),
                            augment=settings.augment, save_for_each=10**6, disp_for_each=50, progress=False)
                for target in (0, 1)]
-    log(f"[4/6] training both generators on {split.name} at once ({settings.kimg:g} kimg each): "
+    log(f"[4/7] training both generators on {split.name} at once ({settings.kimg:g} kimg each): "
         f"{configs[0].output} and {configs[1].output}")
     _train_side_by_side(configs, log)
 
     from rxwgan.report import write_report
 
     results = {config.target: _synthesise_and_score(out, config, settings, log) for config in configs}
+    utility = _utility(out, settings, log)
     report = write_report(out, out / "report")
-    log(f"[6/6] report: {report.html} (and {report.markdown.name})")
+    log(f"[7/7] report: {report.html} (and {report.markdown.name})")
     for target, (grid, c2st, n) in results.items():
         log(f"target {target}: samples {grid}; two-sample test accuracy {c2st:.3f} on {n} real vs {n} "
             f"synthetic (0.5: indistinguishable)")
+    log(f"does the synthetic data help? ({utility.folder / 'summary.md'})")
+    for line in (utility.folder / "summary.md").read_text().split("\n\n")[0].splitlines():
+        log(f"  {line}")
     log(f"demo finished in {time.perf_counter() - started:.0f} s")
     return out
+
+
+def _utility(out: Path, settings: DemoSettings, log: Log):
+    """``rxwgan utility`` on the demo's fold, short: the classifier with and without synthetic data."""
+    from rxwgan.classifier import ClassifierSettings
+    from rxwgan.utility import UtilityOptions, run_utility
+    from rxwgan.utility_plan import UtilitySettings
+
+    utility_settings = UtilitySettings(repeats=settings.utility_repeats, control="swapped",
+                                       classifier=ClassifierSettings(max_epochs=settings.utility_epochs))
+    log(f"[6/7] a TB classifier on the fold's real rows, with and without the synthetic images "
+        f"(rxwgan utility, {settings.utility_repeats} seeds)")
+    return run_utility(out, utility_settings, UtilityOptions(local=True),
+                       log=lambda line: log(f"      {line}"))
 
 
 def _dropout(settings: DemoSettings) -> float | None:
@@ -154,7 +174,7 @@ def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings
     real = torch.from_numpy(ImageCache().load_rows(table, size, progress=False))[
         torch.from_numpy(table.targets == target)]
     scores = compute_metrics(real, fake, ["c2st"], size=size)
-    log(f"[5/6] target {target}: {result.n} synthetic images in {result.table}; against the "
+    log(f"[5/7] target {target}: {result.n} synthetic images in {result.table}; against the "
         f"{validation['n_real']} validation phantoms: kl_rf {validation['kl_rf']:.3f} (real vs real "
         f"{validation['kl_rr']:.3f}), written to {folder / 'evaluation.json'}")
     grid = folder / "samples.png"

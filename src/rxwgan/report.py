@@ -184,7 +184,7 @@ def write_report(study: str | Path, out: str | Path | None = None,
         mine = [run for run in runs if run.plan.target == target]
         sections.append(_target_section(target, mine, chosen, _comparable_keys(mine), out, report.files))
     best_grids = _best_grids(samples, out, report.files)
-    markdown, page = _documents(study, report, sections, best_grids)
+    markdown, page = _documents(study, report, sections, best_grids, _utility_part(study, out, report.files))
     atomic.write_text(out / "report.md", markdown)
     atomic.write_text(out / "report.html", page)
     report.files += [out / "report.md", out / "report.html"]
@@ -246,8 +246,28 @@ def _partial_note(report: Report) -> str:
             f"done so far.")
 
 
+def _utility_part(study: Path, out: Path, files: list[Path]) -> tuple[list[str], list[str]]:
+    """``rxwgan utility``'s answer, when the study has one: its summary, comparisons and ROC figure."""
+    folder = study / "utility"
+    if not (folder / "summary.md").is_file():
+        return [], []
+    summary = (folder / "summary.md").read_text().rstrip()
+    title = "Does the synthetic data help? (rxwgan utility)"
+    md = [f"## {title}", "", summary, ""]
+    page = [f"<h2>{html.escape(title)}</h2>",
+            *(f"<pre>{html.escape(block)}</pre>" for block in summary.split("\n\n"))]
+    if (folder / "roc.png").is_file():
+        atomic.write_bytes(out / "utility_roc.png", (folder / "roc.png").read_bytes())
+        files.append(out / "utility_roc.png")
+        caption = "ROC curves on the test rows per condition: every classifier run, and their mean"
+        md += [f"![{caption}](utility_roc.png)", "", f"*{caption}*", ""]
+        page.append(_figure(out / "utility_roc.png", caption))
+    return md, page
+
+
 def _documents(study: Path, report: Report, sections: list[_Section],
-               best_grids: list[tuple[str, str]]) -> tuple[str, str]:
+               best_grids: list[tuple[str, str]],
+               utility: tuple[list[str], list[str]] = ([], [])) -> tuple[str, str]:
     """The same content twice: Markdown with image links, HTML with the images embedded."""
     when = time.strftime("%Y-%m-%d %H:%M:%S")
     shown = [c for c in SHOWN_COLUMNS if c in report.runs.columns] + _extra(report.runs)
@@ -281,6 +301,8 @@ def _documents(study: Path, report: Report, sections: list[_Section],
     for path, name in best_grids:
         md += [f"![{path}]({name})", ""]
         page.append(_figure(report.folder / name, f"{path}: its fixed-latent sample grid"))
+    md += utility[0]
+    page += utility[1]
     for section in sections:
         md += [f"## Target {section.target} ({section.runs} runs)", ""]
         page.append(f"<h2>Target {section.target} ({section.runs} runs)</h2>")

@@ -96,7 +96,7 @@ def run_sweep(base: TrainConfig, study: str | Path, runs: Sequence[RunPlan],
         log(f"{study}: all {len(runs)} runs are finished; nothing to train")
         return result
 
-    started = _connect(options)
+    started = connect_ray(options)
     try:
         resources = _resources(options, len(pending))
         _write_sweep_file(study, base, runs, sweep_id, options, resources, space)
@@ -228,7 +228,7 @@ def start_local_ray(num_cpus: int | None = None) -> None:
              logging_level=logging.WARNING)
 
 
-def _connect(options: SweepOptions) -> bool:
+def connect_ray(options: SweepOptions) -> bool:
     """Join the user's cluster, or start a local instance; True when this call started Ray."""
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return False

@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from rxwgan import __version__
-from rxwgan.cli import data, evaluate, generate, sweep, train
+from rxwgan.cli import data, evaluate, generate, sweep, train, utility
 from rxwgan.cli.common import OneLineParser, run
 
-VERB_GROUPS = (data, train, sweep, generate, evaluate)
+VERB_GROUPS = (data, train, sweep, utility, generate, evaluate)
 
 
 def build_parser() -> OneLineParser:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rxwgan.cli.common import add_split_flags, add_table_flags, refuse_existing, split_spec
 from rxwgan.cli.data import add_bit_depth_flag
+from rxwgan.errors import RxwganError
 
 
 def cmd_create_models(args: argparse.Namespace) -> int:
@@ -186,7 +187,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from rxwgan.demo import DemoSettings, run_demo
 
-    chosen = {name: getattr(args, name) for name in ("model", "kimg", "synthetic")}
+    chosen = {name: getattr(args, name) for name in ("model", "kimg", "synthetic", "utility_repeats",
+                                                       "utility_epochs")}
+    for flag in ("synthetic", "utility_repeats", "utility_epochs"):
+        if chosen[flag] is not None and chosen[flag] < 1:
+            raise RxwganError(f"--{flag.replace('_', '-')} must be at least 1, not {chosen[flag]}")
     run_demo(args.output, DemoSettings(**{k: v for k, v in chosen.items() if v is not None}))
     return 0
 
@@ -199,6 +204,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     demo.add_argument("--model", help="architecture (default small, 64 px)")
     demo.add_argument("--kimg", type=float, help="thousands of real images shown per class (default 20)")
     demo.add_argument("--synthetic", type=int, help="synthetic images generated per class (default 200)")
+    demo.add_argument("--utility-repeats", dest="utility_repeats", type=int,
+                      help="classifier seeds per condition in the utility table (default 2)")
+    demo.add_argument("--utility-epochs", dest="utility_epochs", type=int,
+                      help="the utility classifier's most epochs (default 30)")
     demo.set_defaults(handler=cmd_demo)
     add_create_flags(verbs.add_parser("create-models", help="write an initialised generator and critic"),
                      default_output=".")

@@ -1,0 +1,300 @@
+"""``rxwgan utility STUDY/``: does the study's synthetic data help a TB classifier?
+
+For every fold of a study, a compact CNN is trained under several conditions (real rows,
+real plus synthetic, synthetic only, and optionally a label-swapped control) with several
+seeds, and scored on rows that neither it nor the fold's generators saw. Each training is
+one task (``rxwgan.utility_task``), run on Ray like ``sweep``'s runs, or in local worker
+processes; each writes its own result file, so a re-run only does what is missing. The
+results are gathered into ``STUDY/utility/``: ``utility.csv`` (a row per fold x condition
+x seed), ``summary.csv``/``summary.md`` (across folds) and ``roc.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rxwgan import atomic
+from rxwgan.errors import RxwganError, first_line
+from rxwgan.table import write_frame
+from rxwgan.utility_plan import (CONDITION_MEANINGS, CONDITION_ORDER, REAL, SYNTH, FoldInputs,
+                                 UtilitySettings, UtilityTask, plan_tasks, study_folds)
+from rxwgan.utility_scores import paired_comparison, summarise
+
+Log = Callable[[str], None]
+FOLDER = "utility"
+SETTINGS_FILE = "utility.json"
+TABLE_FILE = "utility.csv"
+SUMMARY_FILE = "summary.csv"
+SUMMARY_MARKDOWN = "summary.md"
+ROC_FIGURE = "roc.png"
+METRICS = ("auc", "sp_index", "sens_at_spec90", "spec_at_sens90")
+CSV_COLUMNS = ["split", "condition", "ratio", "seed", *METRICS, "sp_threshold", "n_test", "n_positive",
+               "n_fit_real", "n_fit_synthetic", "n_stop"]
+RETRIED_EXCEPTIONS: tuple[type[BaseException], ...] = (OSError, MemoryError)
+
+
+@dataclass
+class UtilityOptions:
+    """Where the classifier runs go: Ray (a private instance, or ``address``), or local processes."""
+
+    local: bool = False
+    workers: int | None = None  # local: processes at once (default: CPUs / cpus_per_task)
+    address: str | None = None
+    cpus_per_task: int = 1
+    gpus_per_task: float = 0.0
+    max_retries: int = 3
+
+
+@dataclass
+class UtilityResult:
+    folder: Path
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: list[dict[str, Any]]
+    errors: dict[str, str] = field(default_factory=dict)  # task path -> why it failed
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def run_utility(study: str | Path, settings: UtilitySettings | None = None,
+                options: UtilityOptions | None = None, *, table: str | Path | None = None,
+                folds: Sequence[str] | None = None, overwrite: bool = False,
+                log: Log = print) -> UtilityResult:
+    """Train and score every missing classifier run of ``study``; write and return the results."""
+    settings = settings or UtilitySettings()
+    options = options or UtilityOptions()
+    settings.check()
+    study = Path(study).expanduser().resolve()
+    if not study.is_dir():
+        raise RxwganError(f"{study}: no such study folder")
+    fold_inputs = study_folds(study, table, list(folds) if folds is not None else None)
+    out = study / FOLDER
+    record = _settings_record(settings, fold_inputs)
+    _check_previous(out, record, overwrite)
+    tasks = plan_tasks([fold.split.name for fold in fold_inputs], settings)
+    warnings = _warnings(fold_inputs)
+    for line in warnings:
+        log(f"warning: {line}")
+    atomic.write_json(out / SETTINGS_FILE, record)
+    pending = [task for task in tasks if not (out / task.path).is_file()]
+    log(f"{len(tasks)} classifier runs ({len(fold_inputs)} folds x {len(tasks) // len(fold_inputs)}), "
+        f"{len(tasks) - len(pending)} done before, {len(pending)} to run "
+        f"({'local processes' if options.local else 'Ray'})")
+    errors = _execute(pending, {f.split.name: f for f in fold_inputs}, settings, out, options, log)
+    return write_results(study, tasks, settings, warnings, errors)
+
+
+def write_results(study: Path, tasks: Sequence[UtilityTask], settings: UtilitySettings,
+                  warnings: list[str], errors: dict[str, str]) -> UtilityResult:
+    """Gather the finished task files into the table, the summary, the comparisons and the figure."""
+    from rxwgan.utility_figures import save_roc_figure
+
+    out = study / FOLDER
+    records = [json.loads((out / task.path).read_text()) for task in tasks if (out / task.path).is_file()]
+    if not records:
+        raise RxwganError(f"{out}: no classifier run finished; see the errors above")
+    runs = pd.DataFrame(records)[CSV_COLUMNS]
+    runs = runs.assign(fold=runs["split"])
+    summary = summarise(runs, METRICS, by=("condition", "ratio"))
+    arms = runs.assign(condition=[arm(c, r) for c, r in zip(runs["condition"], runs["ratio"], strict=True)])
+    comparisons = [{**paired_comparison(arms, arm(condition, ratio), REAL, "auc"),
+                    "condition": condition, "ratio": ratio}
+                   for condition, ratio in _compared(runs)]
+    write_frame(runs.drop(columns="fold"), out / TABLE_FILE)
+    write_frame(summary, out / SUMMARY_FILE)
+    save_roc_figure(records, out / ROC_FIGURE)
+    atomic.write_text(out / SUMMARY_MARKDOWN, summary_markdown(summary, comparisons, warnings, len(records),
+                                                               len(tasks)))
+    record = json.loads((out / SETTINGS_FILE).read_text())
+    atomic.write_json(out / SETTINGS_FILE, {**record, "comparisons": comparisons, "warnings": warnings,
+                                            "finished_runs": len(records), "planned_runs": len(tasks),
+                                            "errors": errors,
+                                            "task_seconds": round(sum(r["seconds"] for r in records), 1)})
+    return UtilityResult(out, runs.drop(columns="fold"), summary, comparisons, errors, warnings)
+
+
+def arm(condition: str, ratio: float) -> str:
+    """A condition at its ratio, as one name: ``real+synth x2``; ``real`` and ``synth`` have one."""
+    return condition if condition in (REAL, SYNTH) else f"{condition} x{ratio:g}"
+
+
+def _compared(runs: pd.DataFrame) -> list[tuple[str, float]]:
+    """Every (condition, ratio) but ``real``, in the table's order."""
+    pairs = runs.loc[runs["condition"] != REAL, ["condition", "ratio"]].drop_duplicates()
+    return sorted(((c, float(r)) for c, r in pairs.itertuples(index=False)),
+                  key=lambda pair: (CONDITION_ORDER.index(pair[0]), pair[1]))
+
+
+def summary_markdown(summary: pd.DataFrame, comparisons: list[dict[str, Any]], warnings: list[str],
+                     finished: int, planned: int) -> str:
+    """The summary as a person reads it: a table, the paired comparisons, what each condition is."""
+    lines = ["| condition | ratio | AUC mean ± std [95% CI] | SP index | sens @ 90% spec | spec @ 90% sens "
+             "| folds | runs | test images |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in summary.to_dict("records"):
+        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f} "
+                 f"[{row[f'{m}_ci95_low']:.3f}, {row[f'{m}_ci95_high']:.3f}]" for m in METRICS]
+        lines.append(f"| {row['condition']} | {row['ratio']:g} | {' | '.join(cells)} | {row['n_folds']} "
+                     f"| {row['n_runs']} | {row['n_test_images']} |")
+    lines += ["", *(comparison_line(c) for c in comparisons), ""]
+    lines += [f"- `{name}`: {meaning}" for name, meaning in CONDITION_MEANINGS.items()]
+    lines += ["", *(f"> warning: {line}" for line in warnings)]
+    if finished < planned:
+        lines.append(f"> partial: {finished} of {planned} classifier runs finished")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def comparison_line(comparison: dict[str, Any]) -> str:
+    """``real+synth x1 - real: AUC +0.012 [-0.020, 0.044], p 0.41 (paired t, 5 folds, 15 pairs)``."""
+    name = arm(comparison["condition"], comparison["ratio"])
+    return (f"{name} - real: AUC {comparison['mean_difference']:+.3f} [{comparison['ci95_low']:+.3f}, "
+            f"{comparison['ci95_high']:+.3f}], p {comparison['p_value']:.3g} ({comparison['test']}, "
+            f"{comparison['n_folds']} folds, {comparison['n_pairs']} pairs)")
+
+
+def _settings_record(settings: UtilitySettings, folds: list[FoldInputs]) -> dict[str, Any]:
+    from rxwgan.models.files import file_sha256
+
+    return {"format": "rxwgan-utility", "settings": settings.to_dict(),
+            "folds": {fold.split.name: {"table_sha256": fold.table_sha256,
+                                        "test_partition": fold.test_partition,
+                                        "generators": {str(t): {"kind": fold.generator_kinds[t],
+                                                                "sha256": file_sha256(Path(path))}
+                                                       for t, path in fold.generators.items()}}
+                      for fold in folds}}
+
+
+def _check_previous(out: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Results of other settings or other generators are never mixed in: refuse, or clear them."""
+    try:
+        previous = json.loads((out / SETTINGS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        previous = None
+    if overwrite:
+        for name in (SETTINGS_FILE, TABLE_FILE, SUMMARY_FILE, SUMMARY_MARKDOWN, ROC_FIGURE):
+            (out / name).unlink(missing_ok=True)
+        for path in sorted(out.glob("runs/*/*.json")):
+            path.unlink()
+        return
+    if previous is None:
+        return
+    changed = [key for key in ("settings",) if previous.get(key) != record[key]]
+    changed += [f"{name} generators" for name, fold in record["folds"].items()
+                if name in previous.get("folds", {}) and previous["folds"][name] != fold]
+    if changed:
+        raise RxwganError(f"{out} holds results of other {', '.join(changed)}: --overwrite to replace "
+                          f"them")
+
+
+def _warnings(folds: list[FoldInputs]) -> list[str]:
+    kfold = [fold.split.name for fold in folds if fold.test_partition == "val"]
+    if not kfold:
+        return []
+    return [f"k-fold study: the classifier is scored on each fold's validation rows ({', '.join(kfold)}), "
+            f"which the generators did not train on but which chose their best checkpoint; the "
+            f"stratified scheme (--scheme stratified) keeps a test partition apart"]
+
+
+def _execute(pending: list[UtilityTask], folds: dict[str, FoldInputs], settings: UtilitySettings, out: Path,
+             options: UtilityOptions, log: Log) -> dict[str, str]:
+    """Run the tasks; return {task path: error} for those that failed."""
+    if not pending:
+        return {}
+    arguments = [(folds[task.split].to_dict(), task.to_dict(), settings.to_dict(), str(out),
+                  options.cpus_per_task) for task in pending]
+    outcomes = _run_local(arguments, options) if options.local else _run_on_ray(arguments, options)
+    errors = {}
+    for done, (task, outcome) in enumerate(zip(pending, outcomes, strict=True), start=1):
+        if outcome["state"] == "done":
+            log(f"[{done}/{len(pending)}] {task.split} {task.condition} x{task.ratio:g} seed {task.seed}: "
+                f"AUC {outcome['auc']:.3f} on {outcome['n_test']} test images ({outcome['seconds']:.0f} s)")
+        else:
+            errors[task.path] = outcome["error"]
+            log(f"[{done}/{len(pending)}] {task.split} {task.condition} x{task.ratio:g} seed {task.seed}: "
+                f"failed: {outcome['error']}")
+    return errors
+
+
+def _run_local(arguments: list[tuple], options: UtilityOptions) -> list[dict[str, Any]]:
+    workers = options.workers or max(1, (os.cpu_count() or 1) // options.cpus_per_task)
+    if workers == 1:
+        return [utility_worker(*args) for args in arguments]
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(utility_worker, *args): i for i, args in enumerate(arguments)}
+        outcomes: dict[int, dict[str, Any]] = {}
+        for future in as_completed(futures):
+            outcomes[futures[future]] = future.result()
+    return [outcomes[i] for i in range(len(arguments))]
+
+
+def _run_on_ray(arguments: list[tuple], options: UtilityOptions) -> list[dict[str, Any]]:
+    from rxwgan.extras import require
+    from rxwgan.sweep import SweepOptions, connect_ray
+
+    require(("ray",), "sweep", "rxwgan utility")
+    started = connect_ray(SweepOptions(address=options.address))
+    import ray
+
+    try:
+        task = ray.remote(utility_worker).options(
+            num_cpus=options.cpus_per_task, num_gpus=options.gpus_per_task, max_retries=options.max_retries,
+            retry_exceptions=list(RETRIED_EXCEPTIONS))
+        refs = [task.remote(*args) for args in arguments]
+        return [_outcome(ref) for ref in refs]
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _outcome(ref: Any) -> dict[str, Any]:
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as exc:  # retried until max_retries, or its worker kept dying
+        cause = getattr(exc, "cause", None)
+        return {"state": "failed", "error": first_line(cause if isinstance(cause, BaseException) else exc)}
+
+
+def utility_worker(fold: dict[str, Any], task: dict[str, Any], settings: dict[str, Any], out: str,
+                   cpus: int) -> dict[str, Any]:
+    """One task in its own process: a user error is its outcome, anything else propagates."""
+    import torch
+
+    from rxwgan.utility_task import run_task
+
+    torch.set_num_threads(max(1, int(cpus)))
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray hides the GPUs of a task given none
+    try:
+        record = run_task(FoldInputs.from_dict(fold), UtilityTask(**task),
+                          UtilitySettings.from_dict(settings), Path(out), device)
+    except RxwganError as exc:
+        return {"state": "failed", "error": str(exc)}
+    return {"state": "done", **{k: record[k] for k in ("auc", "n_test", "seconds")}}
+
+
+def utility_status(study: str | Path) -> str:
+    """How far a study's utility runs are, from its files alone (no Ray)."""
+    out = Path(study) / FOLDER
+    try:
+        record = json.loads((out / SETTINGS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise RxwganError(f"{out}: no utility runs started here (no {SETTINGS_FILE})") from None
+    settings = UtilitySettings.from_dict(record["settings"])
+    lines = []
+    for name in record["folds"]:
+        tasks = plan_tasks([name], settings)
+        done = sum((out / task.path).is_file() for task in tasks)
+        lines.append(f"{name}: {done}/{len(tasks)} classifier runs finished")
+    return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""``rxwgan utility``: classifier runs per fold x condition x seed, from a study's generators."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rxwgan.classifier import ClassifierSettings
+from rxwgan.cli import main
+from rxwgan.config import TrainConfig
+from rxwgan.errors import RxwganError
+from rxwgan.phantoms import write_demo_data
+from rxwgan.report import write_report
+from rxwgan.splits import SplitSpec
+from rxwgan.table import read_table
+from rxwgan.training import train
+from rxwgan.utility import UtilityOptions, run_utility
+from rxwgan.utility_plan import UtilitySettings, study_folds
+from rxwgan.utility_task import run_task
+
+SETTINGS = UtilitySettings(repeats=1, control="swapped",
+                           classifier=ClassifierSettings(size=32, max_epochs=2, patience=1))
+LOCAL = UtilityOptions(local=True, workers=1)
+
+
+def _train_study(table: Path, study: Path, folds: tuple[int, ...]) -> None:
+    for fold in folds:
+        for target in (0, 1):
+            train(TrainConfig(input=str(table), output=str(study / f"fold_{fold}" / f"target_{target}"),
+                              model="tiny", epochs=1, batch_size=4, n_critic=1,
+                              split=SplitSpec(fold=fold, n_splits=2), target=target, save_for_each=10,
+                              disp_for_each=10, precision="fp32", cache_dir=str(table.parent / "cache"),
+                              progress=False), log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """Both folds of a 2-fold study, each class's tiny generator trained one epoch."""
+    root = tmp_path_factory.mktemp("utility")
+    table = write_demo_data(root / "data", n_images=40, size=32, seed=3)
+    _train_study(table, root / "study", (0, 1))
+    run_utility(root / "study", SETTINGS, LOCAL, log=lambda _: None)
+    return root / "study"
+
+
+def test_one_row_per_fold_condition_and_seed_with_every_score(study):
+    runs = pd.read_csv(study / "utility" / "utility.csv")
+    assert len(runs) == 2 * 4  # two folds x (real, real+synth, synth, swapped) x one seed
+    assert set(runs["condition"]) == {"real", "real+synth", "synth", "swapped"}
+    assert runs[["auc", "sp_index", "sens_at_spec90", "spec_at_sens90"]].notna().all().all()
+    assert (runs["n_test"] == 20).all()  # each fold's validation half of 40 rows
+    mixed = runs[runs["condition"] == "real+synth"]
+    assert (mixed["n_fit_synthetic"] == mixed["n_fit_real"]).all()  # ratio 1: one per real image
+    assert (runs.loc[runs["condition"] == "synth", "n_fit_real"] == 0).all()
+    summary = pd.read_csv(study / "utility" / "summary.csv")
+    assert set(summary["n_folds"]) == {2}
+    assert (study / "utility" / "roc.png").stat().st_size > 0
+
+
+def test_test_rows_are_never_trained_or_stopped_on_nor_seen_by_the_folds_generators(study):
+    table = read_table(study.parent / "data" / "table.csv")
+    records = [json.loads(p.read_text()) for p in sorted((study / "utility" / "runs").glob("*/*.json"))]
+    assert len(records) == 8
+    for record in records:
+        rows = {name: set(values) for name, values in record["rows"].items()}
+        assert rows["test"] and rows["fit"] and rows["stop"]
+        assert not rows["test"] & rows["fit"] and not rows["test"] & rows["stop"]
+        assert not rows["fit"] & rows["stop"]
+        for target in (0, 1):
+            split = pd.read_csv(study / record["split"] / f"target_{target}" / "split.csv")
+            generator_rows = set(np.flatnonzero((split["partition"] == "train").to_numpy()))
+            assert not rows["test"] & generator_rows
+        assert len(rows["fit"] | rows["stop"] | rows["test"]) == len(table)  # k-fold: nothing else
+
+
+def test_a_rerun_does_nothing_and_other_settings_are_refused_until_overwrite(study, tmp_path):
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    before = (copy / "utility" / "utility.csv").read_bytes()
+    lines: list[str] = []
+    run_utility(copy, SETTINGS, LOCAL, log=lines.append)
+    assert any("8 done before, 0 to run" in line for line in lines)
+    assert (copy / "utility" / "utility.csv").read_bytes() == before
+    other = UtilitySettings(repeats=1, classifier=SETTINGS.classifier)
+    with pytest.raises(RxwganError, match="other settings.*--overwrite"):
+        run_utility(copy, other, LOCAL, log=lambda _: None)
+    result = run_utility(copy, other, LOCAL, folds=["fold_1"], overwrite=True, log=lambda _: None)
+    assert set(result.runs["condition"]) == {"real", "real+synth", "synth"}
+    assert set(result.runs["split"]) == {"fold_1"}
+
+
+def test_the_same_study_and_seeds_give_the_same_table_on_ray(study, tmp_path):
+    pytest.importorskip("ray")
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    shutil.rmtree(copy / "utility")
+    result = run_utility(copy, SETTINGS, UtilityOptions(), log=lambda _: None)
+    assert result.ok
+    assert (copy / "utility" / "utility.csv").read_bytes() == (study / "utility" / "utility.csv").read_bytes()
+
+
+def test_the_report_shows_the_summary_and_the_roc_figure(study, tmp_path):
+    report = write_report(study, tmp_path / "report")
+    markdown = report.markdown.read_text()
+    assert "Does the synthetic data help?" in markdown and "real+synth x1 - real: AUC" in markdown
+    assert (tmp_path / "report" / "utility_roc.png").is_file()
+
+
+def test_swapped_labels_score_below_real_with_a_generator_that_draws_real_phantoms(tmp_path, monkeypatch):
+    """The control can fail: with synthetic images that are real phantoms of the generator's
+    class, real+synth helps or keeps AUC, and swapping their labels must pull it down."""
+    import rxwgan.utility_task as task_module
+    from rxwgan.utility_plan import UtilityTask
+
+    table = write_demo_data(tmp_path / "data", n_images=60, size=32, seed=11)
+    _train_study(table, tmp_path / "study", (0,))
+    pool = write_demo_data(tmp_path / "pool", n_images=80, size=32, seed=12)
+    from rxwgan.cache import ImageCache
+    import torch
+
+    pool_table = read_table(pool)
+    images = torch.from_numpy(ImageCache().load_rows(pool_table, 32, progress=False))
+    by_class = {t: images[torch.from_numpy(pool_table.targets == t)] for t in (0, 1)}
+
+    def drawn_from_the_class(generator, indices, seed=0, **_):
+        target = int(generator.drawn_class)
+        return by_class[target][list(indices)]
+
+    fold = study_folds(tmp_path / "study")[0]
+    real_loader = task_module.load_generator
+
+    def load_marked(path, device="cpu", weights="ema"):
+        module, sha = real_loader(path, device, weights)
+        module.drawn_class = 1 if "target_1" in str(path) else 0
+        return module, sha
+
+    monkeypatch.setattr(task_module, "synthetic_images", drawn_from_the_class)
+    monkeypatch.setattr(task_module, "load_generator", load_marked)
+    settings = UtilitySettings(classifier=ClassifierSettings(size=32, max_epochs=15, patience=4))
+    scores = {condition: np.mean([run_task(fold, UtilityTask("fold_0", condition, 1.0, seed), settings,
+                                           tmp_path / "out")["auc"] for seed in (0, 1)])
+              for condition in ("real", "swapped")}
+    assert scores["real"] > 0.85
+    assert scores["swapped"] < scores["real"] - 0.2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ratio", "abc"], "--ratio 'abc'"),
+    (["--ratio", "0"], "--ratio: each ratio must be above 0"),
+    (["--repeats", "0"], "--repeats must be at least 1"),
+    (["--folds", "fold_7"], "--folds: fold_7 not in"),
+    (["--workers", "0"], "--workers must be at least 1"),
+])
+def test_bad_flags_are_one_line_errors(study, capsys, args, message):
+    assert main(["utility", str(study), "--local", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_a_fold_with_an_unfinished_or_missing_class_run_is_named(study, tmp_path, capsys):
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    (copy / "fold_1" / "target_1" / "generator_trained.safetensors").unlink()
+    assert main(["utility", str(copy), "--local"]) == 2
+    assert "fold_1/target_1: this run has not finished" in capsys.readouterr().err
+    shutil.rmtree(copy / "fold_1" / "target_1")
+    assert main(["utility", str(copy), "--local", "--overwrite"]) == 2
+    assert "fold_1: no run of target 1" in capsys.readouterr().err
+    assert main(["utility", str(tmp_path / "nowhere"), "--local"]) == 2
+    assert "no such study folder" in capsys.readouterr().err
