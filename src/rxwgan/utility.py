@@ -208,37 +208,45 @@ def _warnings(folds: list[FoldInputs]) -> list[str]:
 
 def _execute(pending: list[UtilityTask], folds: dict[str, FoldInputs], settings: UtilitySettings, out: Path,
              options: UtilityOptions, log: Log) -> dict[str, str]:
-    """Run the tasks; return {task path: error} for those that failed."""
+    """Run the tasks, a line as each ends; return {task path: error} for those that failed."""
     if not pending:
         return {}
     arguments = [(folds[task.split].to_dict(), task.to_dict(), settings.to_dict(), str(out),
                   options.cpus_per_task) for task in pending]
-    outcomes = _run_local(arguments, options) if options.local else _run_on_ray(arguments, options)
-    errors = {}
-    for done, (task, outcome) in enumerate(zip(pending, outcomes, strict=True), start=1):
+    errors: dict[str, str] = {}
+
+    def ended(index: int, outcome: dict[str, Any]) -> None:
+        task = pending[index]
+        head = (f"[{len(done) + 1}/{len(pending)}] {task.split} {arm(task.condition, task.ratio)} "
+                f"seed {task.seed}")
+        done.append(index)
         if outcome["state"] == "done":
-            log(f"[{done}/{len(pending)}] {task.split} {task.condition} x{task.ratio:g} seed {task.seed}: "
-                f"AUC {outcome['auc']:.3f} on {outcome['n_test']} test images ({outcome['seconds']:.0f} s)")
+            log(f"{head}: AUC {outcome['auc']:.3f} on {outcome['n_test']} test images "
+                f"({outcome['seconds']:.0f} s)")
         else:
             errors[task.path] = outcome["error"]
-            log(f"[{done}/{len(pending)}] {task.split} {task.condition} x{task.ratio:g} seed {task.seed}: "
-                f"failed: {outcome['error']}")
+            log(f"{head}: failed: {outcome['error']}")
+
+    done: list[int] = []
+    (_run_local if options.local else _run_on_ray)(arguments, options, ended)
     return errors
 
 
-def _run_local(arguments: list[tuple], options: UtilityOptions) -> list[dict[str, Any]]:
+def _run_local(arguments: list[tuple], options: UtilityOptions,
+               ended: Callable[[int, dict[str, Any]], None]) -> None:
     workers = options.workers or max(1, (os.cpu_count() or 1) // options.cpus_per_task)
     if workers == 1:
-        return [utility_worker(*args) for args in arguments]
+        for index, args in enumerate(arguments):
+            ended(index, utility_worker(*args))
+        return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(utility_worker, *args): i for i, args in enumerate(arguments)}
-        outcomes: dict[int, dict[str, Any]] = {}
         for future in as_completed(futures):
-            outcomes[futures[future]] = future.result()
-    return [outcomes[i] for i in range(len(arguments))]
+            ended(futures[future], future.result())
 
 
-def _run_on_ray(arguments: list[tuple], options: UtilityOptions) -> list[dict[str, Any]]:
+def _run_on_ray(arguments: list[tuple], options: UtilityOptions,
+                ended: Callable[[int, dict[str, Any]], None]) -> None:
     from rxwgan.extras import require
     from rxwgan.sweep import SweepOptions, connect_ray
 
@@ -250,8 +258,11 @@ def _run_on_ray(arguments: list[tuple], options: UtilityOptions) -> list[dict[st
         task = ray.remote(utility_worker).options(
             num_cpus=options.cpus_per_task, num_gpus=options.gpus_per_task, max_retries=options.max_retries,
             retry_exceptions=list(RETRIED_EXCEPTIONS))
-        refs = [task.remote(*args) for args in arguments]
-        return [_outcome(ref) for ref in refs]
+        running = {task.remote(*args): i for i, args in enumerate(arguments)}
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                ended(running.pop(ref), _outcome(ref))
     finally:
         if started:
             ray.shutdown()
