@@ -198,12 +198,14 @@ def _check_previous(out: Path, record: dict[str, Any], overwrite: bool) -> None:
 
 
 def _warnings(folds: list[FoldInputs]) -> list[str]:
-    kfold = [fold.split.name for fold in folds if fold.test_partition == "val"]
-    if not kfold:
+    """k-fold scores on the validation rows: say so where they chose a generator."""
+    chosen = [fold.split.name for fold in folds
+              if fold.test_partition == "val" and "best" in fold.generator_kinds.values()]
+    if not chosen:
         return []
-    return [f"k-fold study: the classifier is scored on each fold's validation rows ({', '.join(kfold)}), "
-            f"which the generators did not train on but which chose their best checkpoint; the "
-            f"stratified scheme (--scheme stratified) keeps a test partition apart"]
+    return [f"k-fold study: the classifier is scored on each fold's validation rows ({', '.join(chosen)}), "
+            f"which the generators did not train on but which chose their best checkpoint "
+            f"(generator_best); the stratified scheme (--scheme stratified) keeps a test partition apart"]
 
 
 def _execute(pending: list[UtilityTask], folds: dict[str, FoldInputs], settings: UtilitySettings, out: Path,
