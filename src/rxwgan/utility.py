@@ -223,7 +223,7 @@ def _execute(pending: list[UtilityTask], folds: dict[str, FoldInputs], settings:
                 f"seed {task.seed}")
         done.append(index)
         if outcome["state"] == "done":
-            log(f"{head}: AUC {outcome['auc']:.3f} on {outcome['n_test']} test images "
+            log(f"{head}: AUC {outcome['auc']:.3f} on {int(outcome['n_test'])} test images "
                 f"({outcome['seconds']:.0f} s)")
         else:
             errors[task.path] = outcome["error"]
