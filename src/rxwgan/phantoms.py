@@ -8,7 +8,7 @@ bone and soft tissue are bright, air is dark. Target 1 adds TB-like findings (up
 patchy opacities, cavities, small nodules); target 0 has none.
 
 Two settings of the findings: ``clear`` (the default) draws them to be seen, so that a
-generator's TB images can be checked by eye; a CNN trained on 150 of them sits near ROC AUC
+generator's TB images can be checked by eye; a CNN trained on 128 of them sits near ROC AUC
 1. ``subtle`` draws fewer, smaller and fainter ones, some TB images with only faint signs,
 so that a classifier trained on ~100 real images stays well below 1 and extra training
 images (synthetic ones) have room to help. The same seed gives the same patients and the
@@ -55,8 +55,8 @@ FINDINGS = {
     "clear": _FindingsStyle(patches=(1, 4), cavities=(0.4, 0.45, 0.15), nodules=9, scale=1.0,
                             strength=(1.0, 1.0), faint_below=0.0),
     # Tuned with bench/bench_classifier.py: 120 rows, 5 folds at 64 px, real rows only,
-    # mean ROC AUC 0.77 (0.73-0.83 per fold); smaller or fainter fell to 0.55-0.74, with
-    # folds where the classifier never rose above chance.
+    # mean ROC AUC 0.77 (0.73-0.83 per fold); smaller (0.8) or fainter findings measured
+    # 0.54-0.74, with folds where the classifier never rose above chance.
     "subtle": _FindingsStyle(patches=(1, 3), cavities=(0.8, 0.18, 0.02), nodules=4, scale=0.9,
                              strength=(0.3, 1.0), faint_below=0.5),
 }
