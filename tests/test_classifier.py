@@ -10,7 +10,7 @@ from rxwgan.classifier import ClassifierSettings, predict_scores, train_classifi
 from rxwgan.errors import RxwganError
 from rxwgan.utility_scores import score_predictions
 
-TINY = ClassifierSettings(size=32, max_epochs=6, patience=2, batch_size=16, width=4, blocks=3)
+TINY = ClassifierSettings(size=32, max_epochs=6, patience=2, batch_size=16, width=4, blocks=3, lr=1e-3)
 
 
 def blobs(n: int, seed: int, side: int = 32) -> tuple[torch.Tensor, np.ndarray]:
@@ -54,23 +54,27 @@ def test_same_seed_same_weights_and_the_global_generator_is_left_alone():
     assert not np.array_equal(scores, predict_scores(other, stop_x))
 
 
-def test_restores_the_best_stop_epoch_stops_after_patience_and_resizes_any_input():
+@pytest.mark.parametrize("monitor", ["loss", "auc"])
+def test_restores_the_best_stop_epoch_stops_after_patience_and_resizes_any_input(monitor):
     train_x, train_y = blobs(40, 3, side=48)  # resized to the settings' 32 px inside
     stop_x, stop_y = blobs(13, 4, side=48)
     stop_y = 1 - stop_y  # stop rows that contradict training: learning more makes them worse
     lines: list[str] = []
-    settings = ClassifierSettings(size=32, max_epochs=30, patience=3, batch_size=8, width=4, blocks=3)
+    settings = ClassifierSettings(size=32, max_epochs=30, patience=3, batch_size=8, width=4, blocks=3,
+                                  lr=1e-3, monitor=monitor)
     model = train_classifier(train_x, train_y, stop_x, stop_y, settings, seed=0, log=lines.append)
-    logged = [float(m) for m in re.findall(r"stop loss (\d+\.\d+)", "\n".join(lines[:-1]))]
-    kept = int(np.argmin(logged)) + 1
-    assert lines[-1].startswith(f"kept epoch {kept} ")
+    logged = [(float(auc), -float(loss)) for loss, auc in
+              re.findall(r"stop loss (\d+\.\d+), stop AUC (\d+\.\d+)", "\n".join(lines))]
+    ranks = logged if monitor == "auc" else [(loss,) for _, loss in logged]
+    kept = ranks.index(max(ranks)) + 1
+    assert lines[-1] == f"kept epoch {kept}"
     assert len(logged) == kept + settings.patience < settings.max_epochs
     p = torch.from_numpy(predict_scores(model, stop_x))
     y = torch.from_numpy(stop_y.astype(np.float64))
     weights = len(y) / (2.0 * torch.where(y == 1, y.sum(), len(y) - y.sum()))  # balanced classes
     loss = (weights * torch.nn.functional.binary_cross_entropy(p, y, reduction="none")).mean().item()
-    assert loss == pytest.approx(logged[kept - 1], abs=1e-4)
-    assert abs(loss - logged[-1]) > 0.01  # the last epoch's weights were not the ones kept
+    assert loss == pytest.approx(-logged[kept - 1][1], abs=1e-4)
+    assert abs(loss + logged[-1][1]) > 0.01  # the last epoch's weights were not the ones kept
 
 
 def refusal_cases():
@@ -95,7 +99,8 @@ def test_refuses_sets_it_cannot_train_on(args, words):
 
 @pytest.mark.parametrize("change, words", [({"size": 4}, "too small for 3 blocks"),
                                            ({"patience": 0}, "patience must be at least 1"),
-                                           ({"max_shift": 0.5}, "max_shift")])
+                                           ({"max_shift": 0.5}, "max_shift"),
+                                           ({"monitor": "accuracy"}, "monitor must be auc or loss")])
 def test_refuses_settings_it_cannot_build(change, words):
     x, y = blobs(8, 0)
     settings = ClassifierSettings(**{**TINY.__dict__, **change})

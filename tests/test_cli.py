@@ -76,6 +76,9 @@ def test_missing_table_is_one_line(tmp_path, capsys):
 def test_demo_data_cache_and_build(tmp_path, capsys):
     assert main(["demo-data", "-o", str(tmp_path / "d"), "-n", "12", "--size", "32"]) == 0
     assert main(["demo-data", "-o", str(tmp_path / "d"), "-n", "12"]) == 2
+    assert main(["demo-data", "-o", str(tmp_path / "s"), "-n", "4", "--size", "16",
+                 "--findings", "subtle"]) == 0
+    assert "subtle findings" in capsys.readouterr().out
     assert main(["cache", str(tmp_path / "d" / "table.csv"), "--size", "16"]) == 0
     assert "12 images at 16px ready" in capsys.readouterr().out
     assert main(["table", "build", str(tmp_path / "d"), "-o", str(tmp_path / "built.csv")]) == 0

@@ -134,3 +134,51 @@ def test_findings_are_the_only_difference_for_one_rng_state():
         tb = render_phantom(96, 1, np.random.default_rng(seed)).astype(int)
         assert upper_lungs(tb).mean() > upper_lungs(normal).mean() + 2
         assert np.array_equal(tb[-10:], normal[-10:])  # the abdomen is untouched
+
+
+def test_default_findings_make_the_same_random_draws_as_before_the_subtle_setting(tmp_path):
+    """Pinned by the comments (counts and sides of findings), which only the draws decide."""
+    frame = pd.read_csv(write_demo_data(tmp_path, n_images=6, size=16, seed=0), index_col=0)
+    assert list(frame.comment) == [
+        "normal", "normal", "patchy opacities left upper lobe; 6 small nodules",
+        "patchy opacities right upper lobe; cavity right upper lobe; 7 small nodules",
+        "patchy opacities both upper lobes; cavity left upper lobe; cavity right upper lobe; "
+        "4 small nodules", "normal"]
+    same = folder_bytes(write_demo_data(tmp_path / "clear", n_images=6, size=16, seed=0,
+                                        findings="clear").parent)
+    assert same == folder_bytes(write_demo_data(tmp_path / "default", n_images=6, size=16,
+                                                seed=0).parent)
+
+
+def test_subtle_findings_change_only_the_tb_images(tmp_path):
+    clear, subtle = tmp_path / "clear", tmp_path / "subtle"
+    write_demo_data(clear, n_images=12, size=32, seed=4)
+    write_demo_data(subtle, n_images=12, size=32, seed=4, findings="subtle")
+    clear_rows = pd.read_csv(clear / "table.csv", index_col=0)
+    subtle_rows = pd.read_csv(subtle / "table.csv", index_col=0)
+    assert list(clear_rows.target) == list(subtle_rows.target)
+    assert 0 < clear_rows.target.sum() < 12
+    for (_, before), (_, after) in zip(clear_rows.iterrows(), subtle_rows.iterrows(), strict=True):
+        same = (clear / before.raw_image_path).read_bytes() == (subtle / after.raw_image_path).read_bytes()
+        assert same == (before.target == 0)  # the same patients; only the findings differ
+        assert (after.comment == "normal") == (after.target == 0)
+        if after.target == 1:
+            assert "upper lobe" in after.comment
+
+
+def test_subtle_findings_brighten_the_upper_lungs_less_and_some_are_faint(tmp_path):
+    def gain(findings: str) -> float:
+        return np.mean([upper_lungs(render_phantom(64, 1, np.random.default_rng(seed), findings)).mean()
+                        - upper_lungs(render_phantom(64, 0, np.random.default_rng(seed))).mean()
+                        for seed in range(12)])
+
+    assert 0 < gain("subtle") < 0.6 * gain("clear")
+    frame = pd.read_csv(write_demo_data(tmp_path, n_images=30, size=16, findings="subtle"), index_col=0)
+    comments = frame.comment[frame.target == 1]
+    assert comments.str.startswith("faint signs; ").any() and not comments.str.startswith("faint").all()
+
+
+def test_refuses_an_unknown_findings_setting(tmp_path):
+    with pytest.raises(RxwganError, match="findings must be one of clear, subtle, not 'obvious'"):
+        write_demo_data(tmp_path, n_images=4, size=16, findings="obvious")
+    assert not (tmp_path / "table.csv").exists()

@@ -26,7 +26,7 @@ def sp_index(pd_rate: np.ndarray, fa_rate: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sqrt(pd_rate * (1.0 - fa_rate)) * (pd_rate + 1.0 - fa_rate) / 2.0)
 
 
-def score_predictions(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+def score_predictions(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | int]:
     """AUC, best SP index and its threshold, and the two 90 % operating points.
 
     ``labels`` are 0/1 (1: TB), ``scores`` larger for TB. ``sens_at_spec90`` is the best
@@ -42,8 +42,8 @@ def score_predictions(labels: np.ndarray, scores: np.ndarray) -> dict[str, float
         "sp_threshold": float(thresholds[best]),
         "sens_at_spec90": float(pd_rate[1.0 - fa >= 0.9].max()),
         "spec_at_sens90": float((1.0 - fa[pd_rate >= 0.9]).max()),
-        "n_test": float(len(labels)),
-        "n_positive": float(labels.sum()),
+        "n_test": int(len(labels)),
+        "n_positive": int(labels.sum()),
     }
 
 

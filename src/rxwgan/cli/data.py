@@ -119,8 +119,9 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     out = Path(args.output)
     refuse_existing(out / "table.csv", args.overwrite)
     start = time.perf_counter()
-    table = write_demo_data(out, n_images=args.n, size=args.size, seed=args.seed)
-    print(f"wrote {table} ({args.n} phantoms at {args.size}px, "
+    table = write_demo_data(out, n_images=args.n, size=args.size, seed=args.seed,
+                            findings=args.findings)
+    print(f"wrote {table} ({args.n} phantoms at {args.size}px, {args.findings} findings, "
           f"{time.perf_counter() - start:.1f} s)")
     return 0
 
@@ -180,5 +181,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     demo.add_argument("-n", type=int, default=200, help="number of images")
     demo.add_argument("--size", type=int, default=128, help="square size in pixels")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--findings", choices=("clear", "subtle"), default="clear",
+                      help="TB findings drawn to be seen (clear), or fewer, smaller and fainter "
+                      "(subtle: a classifier trained on real rows stays well below AUC 1, so "
+                      "synthetic rows have room to help; use it with fewer rows, e.g. -n 120)")
     demo.add_argument("--overwrite", action="store_true")
     demo.set_defaults(handler=cmd_demo_data)
