@@ -117,7 +117,7 @@ def test_swapped_labels_score_below_real_with_a_generator_that_draws_real_phanto
     import rxwgan.utility_task as task_module
     from rxwgan.utility_plan import UtilityTask
 
-    table = write_demo_data(tmp_path / "data", n_images=60, size=32, seed=11)
+    table = write_demo_data(tmp_path / "data", n_images=100, size=32, seed=11)
     _train_study(table, tmp_path / "study", (0,))
     pool = write_demo_data(tmp_path / "pool", n_images=80, size=32, seed=12)
     from rxwgan.cache import ImageCache
@@ -141,12 +141,11 @@ def test_swapped_labels_score_below_real_with_a_generator_that_draws_real_phanto
 
     monkeypatch.setattr(task_module, "synthetic_images", drawn_from_the_class)
     monkeypatch.setattr(task_module, "load_generator", load_marked)
-    settings = UtilitySettings(classifier=ClassifierSettings(size=32, max_epochs=15, patience=4))
-    scores = {condition: np.mean([run_task(fold, UtilityTask("fold_0", condition, 1.0, seed), settings,
-                                           tmp_path / "out")["auc"] for seed in (0, 1)])
-              for condition in ("real", "swapped")}
+    settings = UtilitySettings(classifier=ClassifierSettings(size=32, max_epochs=30))
+    scores = {condition: run_task(fold, UtilityTask("fold_0", condition, 1.0, 0), settings,
+                                  tmp_path / "out")["auc"] for condition in ("real", "swapped")}
     assert scores["real"] > 0.85
-    assert scores["swapped"] < scores["real"] - 0.2
+    assert scores["swapped"] < scores["real"] - 0.25
 
 
 @pytest.mark.parametrize("args, message", [
