@@ -135,6 +135,7 @@ def _memorisation_lines(record: dict[str, Any] | None, run: RunInfo | None) -> l
             "",
             f"Sets: {record['n_synthetic']} synthetic ({record['sets']['fake']['label']}), "
             f"{record['n_train']} training and {record['n_unseen']} unseen real images of the run, "
-            f"checked {record['date']}. A near copy is closer to a training image than "
-            f"{1 - record['quantile']:.0%} of unseen real images are. This is evidence about copying, "
-            f"not a privacy guarantee."]
+            f"checked {record['date']}. A near copy is no farther from its nearest training "
+            f"image than the unseen real images' {record['quantile']:.0%} quantile (their own share is "
+            f"the reference; p: the chance of as many near copies from unseen real images). This is "
+            f"evidence about copying, not a privacy guarantee."]

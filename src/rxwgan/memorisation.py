@@ -26,7 +26,7 @@ from rxwgan.run_info import RunInfo, read_run
 RECORD_FILE = "memorisation.json"
 PAIRS_FILE = "memorisation_pairs.png"
 UNSEEN_PARTITIONS = ("val", "test")
-FLAG_P = 0.01  # flagged: more near copies than the quantile's share, at this one-sided p-value
+FLAG_P = 0.01  # flagged: more near copies than unseen real images would give, at this p-value
 PAIRS = 16
 
 
@@ -132,8 +132,8 @@ def format_memorisation(record: dict[str, Any]) -> str:
                      f"{scores['near_copies_p']:>9.2g}{scores['threshold']:>11.4g}"
                      f"{scores['authenticity']:>11.3f}{scores['authenticity_unseen']:>11.3f}")
     lines.append(f"(n: {record['n_synthetic']} synthetic, {record['n_train']} training, "
-                 f"{record['n_unseen']} unseen; near copy: closer to a training image than "
-                 f"{1 - record['quantile']:.0%} of unseen images are)")
+                 f"{record['n_unseen']} unseen; near copy: no farther from its nearest training "
+                 f"image than the unseen images' {record['quantile']:.0%} quantile)")
     lines.append(summary_line(record))
     if record.get("pairs"):
         lines.append(f"closest pairs: {record['pairs']}")

@@ -170,7 +170,7 @@ def _caveats(result: dict[str, Any], chosen: list, space: FeatureSpace | None,
     if "memorisation" in names:
         notes.append(f"memorisation: the near-copy threshold is the 5th percentile of {n_real} unseen "
                      f"images' distances to their nearest of {result['n_train']} training images"
-                     + (" (a rough estimate from so few)" if n_real < 40 else "")
+                     + (" (a rough threshold from so few; its p-value allows for it)" if n_real < 40 else "")
                      + "; a nearest-neighbour test is evidence about copying, not a privacy guarantee")
     if space is not None and space.name == "random":
         notes.append("features random: an untrained network, for tests and gross failures only; "

@@ -4,9 +4,13 @@ Three sets: the synthetic images, the generator's training images, and real imag
 saw (the fold's validation or test rows). For each synthetic image, its distance to the
 nearest training image is compared with the same distance for the unseen real images:
 
-- near copies: the fraction of synthetic images closer to a training image than the
-  ``NEAR_COPY_QUANTILE`` quantile of the unseen-to-training distances; the unseen images'
-  own fraction (about that quantile by construction) is the reference;
+- near copies: the fraction of synthetic images at most as far from a training image as
+  the ``NEAR_COPY_QUANTILE`` quantile of the unseen-to-training distances (its lower
+  order statistic: the k-th smallest of m, k = ceil(q m)); the unseen images' own
+  fraction, k / m, is the reference. If the synthetic images were just more unseen real
+  images, each would fall under the k-th of m exchangeable distances with probability
+  k / (m + 1), and their count would follow a beta-binomial law (k, m + 1 - k): its upper
+  tail is the p-value, exact however few unseen images set the threshold;
 - authenticity (Alaa et al. 2022, "How faithful is your synthetic data?"): a sample is
   unauthentic when its nearest training image is closer to it than to that training
   image's own nearest other training image; reported as the authentic fraction.
@@ -20,7 +24,7 @@ from __future__ import annotations
 import math
 
 import torch
-from scipy.stats import binomtest
+from scipy.stats import betabinom
 from torch import Tensor
 
 NEAR_COPY_QUANTILE = 0.05
@@ -58,10 +62,11 @@ def memorisation_scores(synthetic: Tensor, train: Tensor, unseen: Tensor,
     """Near-copy fractions and authenticity of ``synthetic`` against ``train``, ``unseen`` the reference.
 
     Returns the scores and, for each synthetic image, (distance, index) of its nearest
-    training image. The scores: ``near_copies`` (synthetic), ``near_copies_unseen`` (the reference),
-    ``threshold`` (the unseen distances' ``quantile``), ``near_copies_p`` (one-sided
-    binomial test that synthetic images fall under the threshold more often than
-    ``quantile``), ``authenticity`` and ``authenticity_unseen`` (authentic fractions), and
+    training image. The scores: ``near_copies`` (synthetic), ``near_copies_unseen`` (the
+    reference),
+    ``threshold`` (the unseen distances' ``quantile``), ``near_copies_p`` (the chance of
+    this many near copies or more if the synthetic images were unseen real ones),
+    ``authenticity`` and ``authenticity_unseen`` (authentic fractions), and
     the median nearest-training distances of both sets. Distances are multiplied by
     ``scale`` (``pixel_scale`` for images), which changes no fraction.
     """
@@ -70,15 +75,17 @@ def memorisation_scores(synthetic: Tensor, train: Tensor, unseen: Tensor,
     train_gap, _ = nearest(train, train, exclude_self=True)
     fake_distance, fake_index = nearest(synthetic, train)
     unseen_distance, unseen_index = nearest(unseen, train)
-    threshold = float(torch.quantile(unseen_distance, quantile))
-    train_gap, fake_distance, unseen_distance, threshold = (
-        train_gap * scale, fake_distance * scale, unseen_distance * scale, threshold * scale)
-    copies = int((fake_distance < threshold).sum())
+    m = len(unseen_distance)
+    k = max(1, math.ceil(quantile * m))
+    train_gap, fake_distance, unseen_distance = (train_gap * scale, fake_distance * scale,
+                                                 unseen_distance * scale)
+    threshold = float(unseen_distance.sort().values[k - 1])
+    copies = int((fake_distance <= threshold).sum())
     scores = {
         "near_copies": copies / len(synthetic),
-        "near_copies_unseen": float((unseen_distance < threshold).double().mean()),
+        "near_copies_unseen": k / m,
         "threshold": threshold,
-        "near_copies_p": float(binomtest(copies, len(synthetic), quantile, alternative="greater").pvalue),
+        "near_copies_p": float(betabinom.sf(copies - 1, len(synthetic), k, m + 1 - k)),
         "authenticity": authentic_fraction(fake_distance, fake_index, train_gap),
         "authenticity_unseen": authentic_fraction(unseen_distance, unseen_index, train_gap),
         "median_distance": float(fake_distance.median()),
