@@ -139,6 +139,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
         assert len(list((out / f"synthetic_target_{target}" / "images").glob("*.png"))) == 30
         evaluation = json.loads((out / f"synthetic_target_{target}" / "evaluation.json").read_text())
         assert evaluation["n_fake"] == 30
+        assert "## Memorisation" in (out / f"synthetic_target_{target}" / "CARD.md").read_text()
+    assert re.search(r"target 1: memorisation (not flagged|FLAGGED).*\(30 synthetic", printed)
     assert (out / "report" / "report.html").is_file()
     assert main(flags) == 0  # re-run: nothing to redo
     assert "phantom data already in" in capsys.readouterr().out

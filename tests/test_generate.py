@@ -38,9 +38,10 @@ def reference(models, tmp_path_factory) -> Path:
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
-    """Every file's bytes but the folder lock's (it names the holder's pid and start time)."""
+    """Every file's bytes but the folder lock's (it names the holder's pid and start time) and
+    the card's (it records the date)."""
     return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_FILE}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in (LOCK_FILE, "CARD.md")}
 
 
 def test_same_inputs_give_same_bytes(models, reference, tmp_path):

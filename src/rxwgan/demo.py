@@ -148,9 +148,10 @@ def _train_one(config: TrainConfig) -> list[str]:
 
 def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings,
                           log: Log) -> tuple[Path, float, int]:
-    """Generate the class's synthetic set and evaluate it: against the fold's validation rows
-    (``evaluation.json``, as ``rxwgan evaluate`` writes), and with the two-sample test against
-    every real phantom of the class (the validation rows alone are too few for it).
+    """Generate the class's synthetic set (with its memorisation check and CARD.md) and evaluate
+    it: against the fold's validation rows (``evaluation.json``, as ``rxwgan evaluate`` writes),
+    and with the two-sample test against every real phantom of the class (the validation rows
+    alone are too few for it).
 
     Returns (a grid of 25 synthetic images, the test's accuracy, images per side).
     """
@@ -158,13 +159,14 @@ def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings
 
     from rxwgan import atomic
     from rxwgan.generate import generate
+    from rxwgan.memorisation import summary_line
     from rxwgan.metrics import compute_metrics
     from rxwgan.plots import save_grid
 
     target, size = config.target, model_info(settings.model).image_size
     folder = out / f"synthetic_target_{target}"
     result = generate(Path(config.output) / "generator_trained", settings.synthetic, folder, target=target,
-                      progress=False)
+                      progress=False, check_memorisation=True)
     fake = torch.from_numpy(ImageCache().load(
         [folder / path for path in read_table(result.table).frame["raw_image_path"]], size, progress=False))
     validation = compute_metrics(config.input, fake, ["hist"], size=size, split=config.split,
@@ -177,6 +179,8 @@ def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings
     log(f"[5/7] target {target}: {result.n} synthetic images in {result.table}; against the "
         f"{validation['n_real']} validation phantoms: kl_rf {validation['kl_rf']:.3f} (real vs real "
         f"{validation['kl_rr']:.3f}), written to {folder / 'evaluation.json'}")
+    log(f"      target {target}: {summary_line(result.memorisation)}; closest pairs "
+        f"{result.memorisation['pairs']}; card {result.card}")
     grid = folder / "samples.png"
     save_grid(fake[:25], grid)
     return grid, float(scores["c2st_accuracy"]), int(scores["c2st_n"])

@@ -33,10 +33,14 @@ from torch import nn
 
 import rxwgan
 from rxwgan import atomic, folder_lock
+from rxwgan.card import CARD_FILE, check_card_is_ours, write_card
 from rxwgan.errors import RxwganError, require_at_least
 from rxwgan.models.files import resolve_model_path
 from rxwgan.progress import progress_bar
 from rxwgan.devices import resolve_device
+from rxwgan.memorisation import PAIRS_FILE, RECORD_FILE, recorded, write_record
+from rxwgan.memorisation import check_memorisation as check_run
+from rxwgan.run_info import read_run, run_of_generator
 from rxwgan.synthesis import (LATENT_SCHEME, generate_images, generation_precision, latent_vectors,
                               load_generator)
 from rxwgan.table import TABLE_COLUMNS, Table, md5_of_file, read_table, write_frame
@@ -100,8 +104,10 @@ class GenerateResult:
     kept: int
     image_size: int
     generator_sha256: str
-    seconds: float
+    seconds: float  # writing the images (and mixed.csv), without the memorisation check
     mixed: pd.DataFrame | None = None  # the mixed table, when ``mix`` was given
+    card: Path | None = None
+    memorisation: dict | None = None  # the check's record, with ``check_memorisation``
 
 
 def image_name(target: int, index: int, fmt: str) -> str:
@@ -112,16 +118,22 @@ def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, ta
              seed: int = 0, batch_size: int = 64, fmt: str = "png", size: int | None = None,
              overwrite: bool = False, progress: bool = True, mix: Table | None = None,
              ratio: float = 1.0, device: str = "cpu", precision: str = "auto",
-             weights: str = "ema") -> GenerateResult:
-    """Write ``n`` images and ``output/synthetic.csv``; resume a cut run of the same settings.
+             weights: str = "ema", check_memorisation: bool = False) -> GenerateResult:
+    """Write ``n`` images, ``output/synthetic.csv`` and ``output/CARD.md``; resume a cut run
+    of the same settings.
 
     Refuses a folder holding a set made with other settings unless ``overwrite``, and a
     folder another process is generating into. With ``mix``, also writes ``mixed.csv``
-    (see ``mix_tables``) while still holding the folder.
+    (see ``mix_tables``) while still holding the folder. ``check_memorisation``: compare
+    the written images with the training and validation rows of the run the generator
+    file lives in (refused before any work when it is in none), record the result in the
+    folder and in the run folder, and put it on the card.
     """
     _check_arguments(n, target, seed, batch_size, fmt, size)
     start_time = time.perf_counter()
     folder = Path(output)
+    check_card_is_ours(folder)
+    run = _run_to_check(generator) if check_memorisation else None
     where = resolve_device(device)
     module, sha = load_generator(generator, where, weights)
     settings = {"generator_sha256": sha, "seed": seed, "target": target, "format": fmt,
@@ -140,8 +152,29 @@ def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, ta
         kept = len(done)
         _write_missing(module, n, folder, settings, batch_size, done, table, progress)
         mixed = None if mix is None else mix_tables(mix, table.path, folder / MIXED_FILE, ratio)
-    return GenerateResult(table.path, n, n - kept, kept, settings["size"], sha,
-                          time.perf_counter() - start_time, mixed)
+        seconds = time.perf_counter() - start_time
+        source = resolve_model_path(Path(generator)).resolve()
+        record = None
+        if run is not None:
+            record = check_run(run, table.path, device=where, pairs=folder / PAIRS_FILE,
+                               generator={"file": str(source), "sha256": sha, "weights": module.weights})
+            write_record(folder, record)
+            write_record(run, record)  # the run's latest check, for its report
+        card = write_card(folder, {**settings, "n": n, "model": module.arch,
+                                   "model_image_size": module.image_size}, source, record)
+    return GenerateResult(table.path, n, n - kept, kept, settings["size"], sha, seconds, mixed, card,
+                          record)
+
+
+def _run_to_check(generator: str | os.PathLike) -> Path:
+    """The run folder whose rows ``--check-memorisation`` compares with, checked before any work."""
+    run = run_of_generator(generator)
+    if run is None:
+        raise RxwganError(f"--check-memorisation: {generator} is not in a run folder (no config.json and "
+                          f"split.csv beside it), so the rows it was trained on are unknown; use "
+                          f"the file in its run folder")
+    read_run(run)
+    return run
 
 
 def _write_missing(module: nn.Module, n: int, folder: Path, settings: dict, batch_size: int,
@@ -186,7 +219,10 @@ def _remove_stale(folder: Path, keep: set[str]) -> None:
             removed = True
     if removed:
         (folder / MIXED_FILE).unlink(missing_ok=True)
-    own_files = {TABLE_FILE, SETTINGS_FILE, MIXED_FILE}
+    if recorded(folder) is not None:  # an earlier set's check: this run makes its own, or none
+        (folder / RECORD_FILE).unlink()
+        (folder / PAIRS_FILE).unlink(missing_ok=True)
+    own_files = {TABLE_FILE, SETTINGS_FILE, MIXED_FILE, CARD_FILE, RECORD_FILE, PAIRS_FILE}
     for path in [*folder.glob(".*"), *(folder / IMAGE_FOLDER).glob(".*")]:
         target = atomic.temporary_target(path.name) or ""
         ours = target in own_files if path.parent == folder else IMAGE_NAME.fullmatch(target)

@@ -67,3 +67,37 @@ def save_curves(history: Mapping[str, Sequence[float | None]], path: str | Path,
     with atomic.atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=90, format=figure_format(path))
     plt.close(figure)
+
+
+def save_pairs(synthetic: torch.Tensor, train: torch.Tensor, distance: torch.Tensor, index: torch.Tensor,
+               path: str | Path, title: str, labels: Sequence[str] | None = None, count: int = 16,
+               pairs_per_row: int = 4) -> None:
+    """The ``count`` synthetic images closest to a training image, each beside that image.
+
+    ``distance``/``index``: each synthetic image's nearest training image; ``labels`` name
+    the training images (e.g. their rows). Images are (N, 1, H, W) in [-1, 1].
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = torch.argsort(distance)[:count].tolist()
+    rows = max(1, -(-len(order) // pairs_per_row))
+    figure, axes = plt.subplots(rows, 2 * pairs_per_row, figsize=(2.0 * pairs_per_row * 2, 2.3 * rows),
+                                squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for slot, fake in enumerate(order):
+        real = int(index[fake])
+        left = axes[slot // pairs_per_row][2 * (slot % pairs_per_row)]
+        right = axes[slot // pairs_per_row][2 * (slot % pairs_per_row) + 1]
+        for axis, image in ((left, synthetic[fake]), (right, train[real])):
+            axis.imshow(image[0].float().cpu().numpy(), cmap="gray", vmin=-1, vmax=1)
+        left.set_title(f"synthetic {fake}\nd = {float(distance[fake]):.4f}", fontsize=8)
+        right.set_title(f"train {labels[real] if labels else real}", fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=80, format=figure_format(path))
+    plt.close(figure)

@@ -26,7 +26,7 @@ from rxwgan.errors import RxwganError
 from rxwgan.metrics.spaces import FEATURE_KEYS, RUN_RECORD, read_run_space
 from rxwgan.plots import save_grid
 from rxwgan.report_figures import generator_samples, plot_bands
-from rxwgan.study import RunPlan, is_number, last_value, load_study, read_json, run_status
+from rxwgan.study import TRAINED_GENERATOR, RunPlan, is_number, last_value, load_study, read_json, run_status
 from rxwgan.table import write_frame
 from rxwgan.artefacts import BEST_FILES, HISTORY_KEYS
 
@@ -41,8 +41,11 @@ DIVERGENCE_PANELS = tuple((metric.upper(), (f"train_{metric}_rf", f"val_{metric}
                           for metric in ("kl", "js", "l1", "l2"))
 SHOWN_COLUMNS = ["run", "target", "state", "epoch", "epochs", "train_critic_loss", "train_gen_loss",
                  "val_critic_loss", "val_gen_loss", "val_kl_rf", "val_js_rf"]
-# Text columns after the numbers: the id of the feature space of a run's metrics, its error.
-TEXT_COLUMNS = ["eval_space", "error"]
+# A run's recorded memorisation check (rxwgan.memorisation) of its generator, when there is one.
+MEMO_COLUMNS = ["near_copies", "near_copies_unseen", "authenticity", "pixel_near_copies"]
+# Text columns after the numbers: the id of the feature space of a run's metrics, the sets and
+# space of its memorisation check, its error.
+TEXT_COLUMNS = ["eval_space", "memorisation", "error"]
 
 
 @dataclass
@@ -93,9 +96,28 @@ def _load_runs(study: Path) -> list[_Run]:
         if is_number(best.get("kid")):  # the run kept its lowest-KID generator: rank by that one
             row.update(kid=best["kid"], best_epoch=best.get("epoch"))
         row["eval_space"] = read_run_space(folder).get("id")
+        row.update(_memorisation(folder))
         row["error"] = status.error
         loaded.append(_Run(plan, folder, row, history))
     return loaded
+
+
+def _memorisation(folder: Path) -> dict[str, Any]:
+    """The run's memorisation record as columns, when it is of a generator still in the folder."""
+    from rxwgan.memorisation import recorded
+    from rxwgan.models import file_sha256
+
+    record = recorded(folder)
+    sha = (record or {}).get("generator", {}) or {}
+    if record is None or not any((folder / name).is_file() and file_sha256(folder / name) == sha.get("sha256")
+                                 for name in (TRAINED_GENERATOR, BEST_FILES[0])):
+        return {}
+    features, pixels = record["scores"]["features"], record["scores"]["pixels"]
+    return {"near_copies": features["near_copies"], "near_copies_unseen": features["near_copies_unseen"],
+            "authenticity": features["authenticity"], "pixel_near_copies": pixels["near_copies"],
+            "memorisation": f"{record['n_synthetic']} synthetic, {record['n_train']} train, "
+                            f"{record['n_unseen']} unseen; {record['space_id']}"
+                            + ("; FLAGGED" if record.get("flagged") else "")}
 
 
 def _comparable_keys(runs: Sequence[_Run]) -> list[str]:
@@ -117,7 +139,8 @@ def collect_runs(study: str | Path) -> pd.DataFrame:
 
 
 def _frame(runs: Sequence[_Run]) -> pd.DataFrame:
-    columns = SPLIT_COLUMNS + list(HISTORY_KEYS) + _metric_keys(runs) + TEXT_COLUMNS
+    memo = MEMO_COLUMNS if any("near_copies" in run.row for run in runs) else []
+    columns = SPLIT_COLUMNS + list(HISTORY_KEYS) + _metric_keys(runs) + memo + TEXT_COLUMNS
     frame = pd.DataFrame([run.row for run in runs], columns=columns)
     for name in ("fold", "n_splits", "test", "sort", "epochs", "best_epoch"):
         frame[name] = frame[name].astype("Int64")
@@ -273,6 +296,8 @@ def _documents(study: Path, report: Report, sections: list[_Section],
     shown = [c for c in SHOWN_COLUMNS if c in report.runs.columns] + _extra(report.runs)
     if report.runs["eval_space"].notna().any():
         shown.append("eval_space")
+    if report.runs["memorisation"].notna().any():
+        shown.append("memorisation")
     select_note = (f"Best run per test and target: the smallest last `{report.select}`"
                    + (" (k-fold runs: per target)" if report.runs["test"].isna().any() else "")
                    + ("; a run that kept its lowest-KID generator (generator_best) counts that "
@@ -284,8 +309,14 @@ def _documents(study: Path, report: Report, sections: list[_Section],
     if report.partial:
         md += [f"> **{_partial_note(report)}**", ""]
         page.append(f'<p class="partial"><strong>{html.escape(_partial_note(report))}</strong></p>')
-    md += ["## Runs", "", _markdown_table(report.runs[shown]), "", "All columns: runs.csv.", ""]
-    page += ["<h2>Runs</h2>", _html_table(report.runs[shown]), "<p>All columns: runs.csv.</p>"]
+    memo_note = (" Memorisation (rxwgan evaluate --memorisation): near_copies is the share of synthetic "
+                 "images closer to a training image than 95% of the unseen real images are (in the "
+                 "feature space named, pixel_near_copies in pixels), near_copies_unseen the unseen "
+                 "images' own share (the reference), authenticity the authentic share (Alaa et al. 2022)."
+                 if "near_copies" in report.runs.columns else "")
+    md += ["## Runs", "", _markdown_table(report.runs[shown]), "", "All columns: runs.csv." + memo_note, ""]
+    page += ["<h2>Runs</h2>", _html_table(report.runs[shown]),
+             f"<p>All columns: runs.csv.{html.escape(memo_note)}</p>"]
     md += ["## Best runs", "", select_note + ".", ""]
     page += ["<h2>Best runs</h2>", f"<p>{html.escape(select_note)}.</p>"]
     if report.best.empty:

@@ -106,7 +106,10 @@ def check_evaluation(config: TrainConfig, val_images: torch.Tensor | None) -> No
         return
     from rxwgan.metrics.registry import resolve_metrics
 
-    resolve_metrics(list(config.eval_metrics))
+    for metric in resolve_metrics(list(config.eval_metrics)):
+        if metric.needs_train:
+            raise RxwganError(f"--eval_metrics {metric.name} is not an epoch metric: run rxwgan evaluate "
+                              f"--memorisation RUN_FOLDER on the finished run")
     available = 0 if val_images is None else len(val_images)
     if available < MIN_EVAL_IMAGES:
         raise RxwganError(f"--eval_for_each needs at least {MIN_EVAL_IMAGES} validation images "

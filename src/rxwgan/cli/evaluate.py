@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rxwgan.cli.common import add_table_flags, refuse_existing
+from rxwgan.errors import RxwganError
 from rxwgan.metrics.space_registry import SPACES, feature_choices, features_help, pretrained_names
 
 _SPREAD = {"kid": "kid_std"}
@@ -28,8 +29,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.json) if args.json else None
     if out is not None:
         refuse_existing(out, args.overwrite)
+    if args.memorisation is not None:
+        return _memorisation(args, out)
+    if args.real is None:
+        raise RxwganError("evaluate: --real is required (or --memorisation RUN_FOLDER)")
+    if args.fake is None:
+        raise RxwganError("evaluate: --fake is required (or --memorisation RUN_FOLDER)")
+    if args.pairs is not None:
+        raise RxwganError("--pairs draws the closest pairs of --memorisation RUN_FOLDER")
     result = compute_metrics(
-        args.real, args.fake, args.metrics, args.features, weights=args.weights, n=args.n,
+        args.real, args.fake, args.metrics or DEFAULT_METRICS, args.features, weights=args.weights, n=args.n,
         seed=args.seed, size=args.size, cache_dir=args.cache_dir, device=resolve_device(args.device),
         **_table_options(args))
     print(format_report(result))
@@ -37,6 +46,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         space = SPACES.get(result.get("features"))
         extra = (space.pip,) if space is not None and space.pip else ()
         atomic.write_json(out, report_json(result, args.seed, versions(extra)))
+        print(f"wrote {out}")
+    return 0
+
+
+def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
+    """``--memorisation RUN``: the run's generator (or --fake) against its own rows."""
+    from rxwgan import atomic
+    from rxwgan.devices import resolve_device
+    from rxwgan.memorisation import PAIRS_FILE, check_memorisation, format_memorisation, write_record
+    from rxwgan.metrics import versions
+    from rxwgan.run_info import read_run
+
+    taken = {"--real": args.real, "--metrics": args.metrics, "--fold": args.fold, "--n_splits": args.n_splits,
+             "--test": args.test, "--sort": args.sort, "--target": args.target}
+    given = [flag for flag, value in taken.items() if value is not None]
+    if given:
+        raise RxwganError(f"--memorisation takes the rows, split and class from the run folder; "
+                          f"drop {', '.join(given)}")
+    run = read_run(args.memorisation)
+    fake = args.fake or str(run.folder / "generator_trained.safetensors")
+    pairs = Path(args.pairs) if args.pairs else run.folder / PAIRS_FILE
+    if args.pairs:
+        refuse_existing(pairs, args.overwrite)
+    features = None if args.features == "auto" else args.features
+    record = check_memorisation(run.folder, fake, n=args.n, seed=args.seed, unseen=args.partition or "val",
+                                features=features, device=resolve_device(args.device),
+                                cache_dir=args.cache_dir, pairs=pairs)
+    print(format_memorisation(record))
+    print(f"wrote {write_record(run.folder, record)}")
+    if out is not None:
+        atomic.write_json(out, {**record, "seed": args.seed, "versions": versions()})
         print(f"wrote {out}")
     return 0
 
@@ -120,17 +160,27 @@ def register(verbs: argparse._SubParsersAction) -> None:
     """Add ``evaluate``."""
     parser = verbs.add_parser("evaluate", help="FID, KID, precision/recall, density/coverage and "
                               "histogram divergences of synthetic against real images")
-    parser.add_argument("--real", required=True, help="the real images: a table (.csv) or a folder")
-    parser.add_argument("--fake", required=True,
-                        help="the synthetic images: a generator file, a table (.csv) or a folder")
+    parser.add_argument("--real", help="the real images: a table (.csv) or a folder")
+    parser.add_argument("--fake",
+                        help="the synthetic images: a generator file, a table (.csv) or a folder "
+                             "(with --memorisation: default the run's generator_trained)")
+    parser.add_argument("--memorisation", metavar="RUN_FOLDER",
+                        help="are the synthetic images copies of training images? Compares them with "
+                             "the run's training rows of its class, and its val rows (--partition "
+                             "test: test rows) as the unseen reference, all from the run's split.csv; "
+                             "in the run's feature space (unless --features) and in pixels; records "
+                             "RUN_FOLDER/memorisation.json and draws the closest pairs")
+    parser.add_argument("--pairs", metavar="FILE.png",
+                        help="with --memorisation: the picture of the 16 synthetic images closest to a "
+                             "training image (default RUN_FOLDER/memorisation_pairs.png)")
     parser.add_argument("-n", type=int, default=1000,
                         help="images sampled from a generator, or at most used from a fake table "
                              "or folder (default 1000)")
-    parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+    parser.add_argument("--metrics",
                         help=f"comma-separated, from {', '.join(DEFAULT_METRICS)}, c2st (or prdc, or single "
-                             f"keys such as precision); default all")
+                             f"keys such as precision); default {','.join(DEFAULT_METRICS)}")
     parser.add_argument("--features", default="auto", metavar="{" + ",".join(FEATURE_CHOICES) + "} or FILE",
-                        help=features_help())
+                        help=features_help() + " (with --memorisation, auto means the run's own space)")
     pretrained = pretrained_names()
     parser.add_argument("--weights",
                         help=f"weights file (or folder) for --features {' or '.join(pretrained)}")

@@ -30,7 +30,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, fmt=args.format, size=args.size,
                       overwrite=args.overwrite, progress=args.progress, mix=real,
                       ratio=_ratio(args), device=args.device, precision=args.precision,
-                      weights="raw" if args.raw else "ema")
+                      weights="raw" if args.raw else "ema", check_memorisation=args.check_memorisation)
     rate = f", {result.written / result.seconds:.1f} images/s" if result.written else ""
     print(f"wrote {result.table}: {result.n} images at {result.image_size}px "
           f"({result.written} written, {result.kept} kept from an earlier run{rate})")
@@ -38,6 +38,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         counts = result.mixed.groupby([real.target_column, "synthetic"]).size()
         print(f"wrote {Path(args.output) / MIXED_FILE}: " + ", ".join(
             f"target {t}: {count} {'synthetic' if s else 'real'}" for (t, s), count in counts.items()))
+    if result.memorisation is not None:
+        from rxwgan.memorisation import summary_line
+
+        print(summary_line(result.memorisation))
+        print(f"closest pairs: {result.memorisation['pairs']}")
+    print(f"wrote {result.card}")
     return 0
 
 
@@ -80,6 +86,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     gen.add_argument("--raw", action="store_true",
                      help="use the generator's trained weights, not their moving average (the default "
                           "where the file has one)")
+    gen.add_argument("--check-memorisation", "--check_memorisation", dest="check_memorisation",
+                     action="store_true",
+                     help="compare the set with the training and validation rows of the run the generator "
+                          "file lives in (near copies, authenticity); the result goes on CARD.md")
     gen.add_argument("--mix", metavar="TABLE.csv",
                      help="also write mixed.csv: this table's rows plus synthetic ones")
     gen.add_argument("--ratio", type=float,

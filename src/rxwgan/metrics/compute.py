@@ -44,6 +44,7 @@ def compute_metrics(
     kid_subset_size: int | None = None,
     hist_max_images: int = HIST_MAX_IMAGES,
     real_key: str | None = None,
+    train: Any = None,
     **table_options: Any,
 ) -> dict[str, Any]:
     """Compare a real and a fake set; return every number with its sample sizes.
@@ -55,12 +56,15 @@ def compute_metrics(
     tensor's size, else 128). ``features``: ``auto``, a registered space name, a
     feature-space file (``save_space``) or a built ``FeatureSpace``. ``cache``: reuse the
     real set's features from the cache, keyed by the MD5 of its pixels (``real_key``: that
-    MD5 when already known).
+    MD5 when already known). ``train``: the generator's training images (any of the
+    forms above), which ``memorisation`` needs; ``real`` is then the rows it never saw.
 
     The result holds the metric values (``fid``, ``kid``, ``kid_std``, ``precision``, ...),
     ``n_real``, ``n_fake``, ``image_size``, ``features``, ``space_id`` (the id every
     feature-space number belongs to), ``feature_dim``, ``notes`` (one line each), and
     descriptions of both sets and of the feature space (what it was fitted on included).
+    With ``memorisation``: ``n_train``, the training set's description, and
+    ``nearest_train``: (distance, index) of each fake's nearest training image in pixels.
     """
     chosen = resolve_metrics(metrics)
     size = size or native_size(fake) or native_size(real) or DEFAULT_SIZE
@@ -69,6 +73,10 @@ def compute_metrics(
     fake_set = load_images(fake, size, n=n, seed=seed, cache_dir=cache_dir, device=device)
     _check_finite(real_set, "real")
     _check_finite(fake_set, "fake")
+    train_set = None
+    if any(metric.needs_train for metric in chosen) and train is not None:
+        train_set = load_images(train, size, cache_dir=cache_dir, device=device)
+        _check_finite(train_set, "training")
     notes: list[str] = []
     inputs = MetricInputs(real_set.images, fake_set.images, seed=seed,
                           options={"nearest_k": nearest_k, "kid_subsets": kid_subsets,
@@ -78,6 +86,10 @@ def compute_metrics(
         space = _space(features, real_set, seed, weights, cache_dir, device, real_key, notes)
         inputs.real_features = _real_features(space, real_set, cache, cache_dir, real_key)
         inputs.fake_features = space(fake_set.images)
+    if train_set is not None:
+        inputs.train_images = train_set.images
+        if space is not None:
+            inputs.train_features = _real_features(space, train_set, cache, cache_dir, None)
 
     result: dict[str, Any] = {}
     for metric in chosen:
@@ -92,6 +104,9 @@ def compute_metrics(
     result["notes"] = notes
     result["sets"] = {"real": {"label": real_set.label, **real_set.info},
                       "fake": {"label": fake_set.label, **fake_set.info}}
+    if train_set is not None:
+        result["sets"]["train"] = {"label": train_set.label, **train_set.info}
+        result["nearest_train"] = inputs.shared["nearest_train"]
     if space is not None:
         result["feature_space"] = {"name": space.name, "key": space.key, "dim": space.dim,
                                    "description": space.description,
@@ -152,6 +167,11 @@ def _caveats(result: dict[str, Any], chosen: list, space: FeatureSpace | None,
         notes.append(f"KID: subsets of {result['kid_subset_size']} of the {min(n_real, n_fake)} images "
                      f"in the smaller set; kid_std is the spread over {kid_subsets} such subsets, "
                      f"not a confidence interval")
+    if "memorisation" in names:
+        notes.append(f"memorisation: the near-copy threshold is the 5th percentile of {n_real} unseen "
+                     f"images' distances to their nearest of {result['n_train']} training images"
+                     + (" (a rough threshold from so few; its p-value allows for it)" if n_real < 40 else "")
+                     + "; a nearest-neighbour test is evidence about copying, not a privacy guarantee")
     if space is not None and space.name == "random":
         notes.append("features random: an untrained network, for tests and gross failures only; "
                      "it can score visibly defective samples at the real-vs-real floor")

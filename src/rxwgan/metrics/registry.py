@@ -25,6 +25,8 @@ class MetricInputs:
     fake_images: Tensor
     real_features: Tensor | None = None
     fake_features: Tensor | None = None
+    train_images: Tensor | None = None  # the generator's training images (memorisation only)
+    train_features: Tensor | None = None
     seed: int = 0
     options: dict = field(default_factory=dict)
     shared: dict = field(default_factory=dict)  # results one metric computes for another
@@ -37,17 +39,19 @@ class Metric:
     uses_features: bool
     summary: str
     compute: Callable[[MetricInputs], dict[str, float]]
+    needs_train: bool = False  # needs the generator's training images besides the two sets
 
 
 METRICS: dict[str, Metric] = {}
 DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "hist")
 
 
-def register(name: str, keys: tuple[str, ...], summary: str, uses_features: bool = True):
+def register(name: str, keys: tuple[str, ...], summary: str, uses_features: bool = True,
+             needs_train: bool = False):
     """Decorator adding a metric under ``name``; its keys become aliases too."""
 
     def decorator(fn: Callable[[MetricInputs], dict[str, float]]):
-        METRICS[name] = Metric(name, keys, uses_features, summary, fn)
+        METRICS[name] = Metric(name, keys, uses_features, summary, fn, needs_train)
         return fn
 
     return decorator
@@ -136,3 +140,26 @@ def _c2st(inputs: MetricInputs) -> dict[str, float]:
 
     accuracy, n = c2st_accuracy(inputs.real_images, inputs.fake_images, seed=inputs.seed)
     return {"c2st_accuracy": accuracy, "c2st_n": n}
+
+
+MEMORISATION_SCORES = ("near_copies", "near_copies_unseen", "threshold", "near_copies_p", "authenticity",
+                       "authenticity_unseen", "median_distance", "median_distance_unseen")
+# Feature-space scores under their own names, pixel-space ones prefixed ``pixel_``.
+MEMORISATION_KEYS = (*MEMORISATION_SCORES, *(f"pixel_{key}" for key in MEMORISATION_SCORES), "n_train")
+
+
+@register("memorisation", MEMORISATION_KEYS,
+          "near copies: share of synthetic images closer to a training image than 95% of unseen real "
+          "images are (unseen: the reference), and authenticity (Alaa et al. 2022), in the feature "
+          "space and in pixels", needs_train=True)
+def _memorisation(inputs: MetricInputs) -> dict[str, float]:
+    from rxwgan.metrics.memorisation import memorisation_scores, pixel_scale
+
+    if inputs.train_images is None:
+        raise RxwganError("memorisation needs the generator's training images as well: "
+                          "rxwgan evaluate --memorisation RUN_FOLDER finds them in the run")
+    features, _ = memorisation_scores(inputs.fake_features, inputs.train_features, inputs.real_features)
+    pixels, inputs.shared["nearest_train"] = memorisation_scores(
+        inputs.fake_images, inputs.train_images, inputs.real_images, scale=pixel_scale(inputs.fake_images))
+    return {**features, **{f"pixel_{key}": value for key, value in pixels.items()},
+            "n_train": len(inputs.train_images)}
