@@ -436,6 +436,23 @@ def test_cli_evaluate_prints_sizes_and_writes_json(phantoms, trained, tmp_path, 
     assert "already exists" in capsys.readouterr().err
 
 
+def test_cli_evaluate_precision_auto_is_fp32_on_a_cpu_and_bf16_samples_stay_close(phantoms, tmp_path):
+    torch.manual_seed(0)
+    save_model(build_generator("small"), tmp_path / "gen.safetensors")
+    runs = {}
+    for precision in ("auto", "fp32", "bf16"):
+        out = tmp_path / f"{precision}.json"
+        assert main(["evaluate", "--real", str(phantoms.csv), "--fake", str(tmp_path / "gen.safetensors"),
+                     "-n", "20", "--metrics", "hist", "--device", "cpu", "--precision", precision,
+                     "--cache-dir", str(phantoms.cache), "--json", str(out)]) == 0
+        runs[precision] = json.loads(out.read_text())["metrics"]
+    assert runs["auto"] == runs["fp32"]  # a CPU keeps the numbers it always gave
+    assert runs["bf16"] != runs["fp32"]
+    generator = build_generator("small")
+    fp32, bf16 = (sample_generator(generator, 8, 0, precision=p) for p in ("fp32", "bf16"))
+    assert 0 < (fp32 - bf16).abs().max() < 0.1
+
+
 def test_cli_evaluate_user_errors_are_one_line(phantoms, tmp_path, capsys, no_downloads_here):
     base = ["evaluate", "--real", str(phantoms.csv), "--fake", str(phantoms.csv),
             "--cache-dir", str(phantoms.cache)]

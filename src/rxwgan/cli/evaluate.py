@@ -25,6 +25,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rxwgan import atomic
     from rxwgan.devices import resolve_device
     from rxwgan.metrics import compute_metrics, versions
+    from rxwgan.synthesis import generation_precision
 
     out = Path(args.json) if args.json else None
     if out is not None:
@@ -37,10 +38,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise RxwganError("evaluate: --fake is required (or --memorisation RUN_FOLDER)")
     if args.pairs is not None:
         raise RxwganError("--pairs draws the closest pairs of --memorisation RUN_FOLDER")
+    device = resolve_device(args.device)
     result = compute_metrics(
         args.real, args.fake, args.metrics or DEFAULT_METRICS, args.features, weights=args.weights, n=args.n,
-        seed=args.seed, size=args.size, cache_dir=args.cache_dir, device=resolve_device(args.device),
-        **_table_options(args))
+        seed=args.seed, size=args.size, cache_dir=args.cache_dir, device=device,
+        precision=generation_precision(args.precision, device), **_table_options(args))
     print(format_report(result))
     if out is not None:
         space = SPACES.get(result.get("features"))
@@ -205,5 +207,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto",
                         help=f"device for the generator and {'/'.join(pretrained)} features: auto (a GPU "
                              f"when there is one; the default), cpu, cuda, cuda:N")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="of a --fake generator's forward passes: auto (bf16 on a GPU that has it, "
+                             "fp32 on a CPU: the same numbers as always), fp32 or bf16")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.set_defaults(handler=cmd_evaluate)

@@ -39,6 +39,7 @@ def compute_metrics(
     cache_dir: str | Path | None = None,
     cache: bool = True,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
     nearest_k: int = NEAREST_K,
     kid_subsets: int = KID_SUBSETS,
     kid_subset_size: int | None = None,
@@ -56,7 +57,8 @@ def compute_metrics(
     tensor's size, else 128). ``features``: ``auto``, a registered space name, a
     feature-space file (``save_space``) or a built ``FeatureSpace``. ``cache``: reuse the
     real set's features from the cache, keyed by the MD5 of its pixels (``real_key``: that
-    MD5 when already known). ``train``: the generator's training images (any of the
+    MD5 when already known). ``precision``: of a generator's forward passes (fp32, bf16).
+    ``train``: the generator's training images (any of the
     forms above), which ``memorisation`` needs; ``real`` is then the rows it never saw.
 
     The result holds the metric values (``fid``, ``kid``, ``kid_std``, ``precision``, ...),
@@ -70,7 +72,8 @@ def compute_metrics(
     size = size or native_size(fake) or native_size(real) or DEFAULT_SIZE
     real_set = load_images(real, size, seed=seed, with_fit=True, cache_dir=cache_dir, device=device,
                            **table_options)
-    fake_set = load_images(fake, size, n=n, seed=seed, cache_dir=cache_dir, device=device)
+    fake_set = load_images(fake, size, n=n, seed=seed, cache_dir=cache_dir, device=device,
+                           precision=precision)
     _check_finite(real_set, "real")
     _check_finite(fake_set, "fake")
     train_set = None

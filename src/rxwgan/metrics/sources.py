@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from rxwgan.cache import ImageCache
+from rxwgan.devices import autocast
 from rxwgan.errors import RxwganError
 from rxwgan.models.files import MODEL_SUFFIXES, file_sha256, resolve_model_path
 from rxwgan.table import IMAGE_SUFFIXES, read_table
@@ -77,11 +78,11 @@ def native_size(source: Any) -> int | None:
 
 def load_images(source: Any, size: int, *, n: int | None = None, seed: int = 0, with_fit: bool = False,
                 cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
-                **table_options: Any) -> ImageSet:
+                precision: str = "fp32", **table_options: Any) -> ImageSet:
     """Any source as an ``ImageSet`` at ``size`` px.
 
-    ``n``: how many images a generator samples (with ``seed``), or at most how many
-    rows of a table or folder are used (a seeded pick). ``table_options`` go to
+    ``n``: how many images a generator samples (with ``seed``, in ``precision``), or at most
+    how many rows of a table or folder are used (a seeded pick). ``table_options`` go to
     ``table_images`` (split, partition, target, path and target columns).
     """
     kind = kind_of(source)
@@ -94,7 +95,7 @@ def load_images(source: Any, size: int, *, n: int | None = None, seed: int = 0, 
     elif kind == "tensor":
         found = tensor_images(source)
     elif kind == "generator":
-        found = generator_images(source, n or 1000, seed, device=device)
+        found = generator_images(source, n or 1000, seed, device=device, precision=precision)
     elif kind == "table":
         found = table_images(source, size, cache_dir=cache_dir, **table_options)
     else:
@@ -126,8 +127,10 @@ def _generator(source: Any) -> nn.Module:
 
 
 @torch.no_grad()
-def sample_generator(generator: nn.Module, n: int, seed: int, batch_size: int = 256) -> Tensor:
-    """``n`` images from latents drawn on the CPU with ``seed`` (the same on any device).
+def sample_generator(generator: nn.Module, n: int, seed: int, batch_size: int = 256,
+                     precision: str = "fp32") -> Tensor:
+    """``n`` images from latents drawn on the CPU with ``seed`` (the same on any device), the
+    forward passes in ``precision`` (fp32 or bf16).
 
     The generator runs in eval mode and is put back in the mode it was in; the global RNG
     is not touched.
@@ -142,19 +145,22 @@ def sample_generator(generator: nn.Module, n: int, seed: int, batch_size: int = 
         batches = []
         for start in range(0, n, batch_size):
             z = torch.randn(min(batch_size, n - start), generator.latent_dim, generator=rng)
-            batches.append(generator(z.to(device)).float().cpu())
+            with autocast(device, precision):
+                batches.append(generator(z.to(device)).float().cpu())
     finally:
         generator.train(was_training)
     return torch.cat(batches)
 
 
-def generator_images(source: Any, n: int, seed: int, device: str | torch.device = "cpu") -> ImageSet:
+def generator_images(source: Any, n: int, seed: int, device: str | torch.device = "cpu",
+                     precision: str = "fp32") -> ImageSet:
     generator = _generator(source)
     if not isinstance(source, nn.Module):
         generator = generator.to(device)
-    images = sample_generator(generator, n, seed)
+    images = sample_generator(generator, n, seed, precision=precision)
     name = "generator" if isinstance(source, nn.Module) else str(source)
     info = {"kind": "generator", "arch": getattr(generator, "arch", None), "n": n, "seed": seed,
+            "precision": precision,
             "size": int(images.shape[-1])}
     if not isinstance(source, nn.Module):
         path = resolve_model_path(source).resolve()
