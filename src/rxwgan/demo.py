@@ -98,7 +98,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
         log(f"target {target}: samples {grid}; two-sample test accuracy {c2st:.3f} on {n} real vs {n} "
             f"synthetic (0.5: indistinguishable)")
     log(f"does the synthetic data help? ({utility.folder / 'summary.md'})")
-    for line in (utility.folder / "summary.md").read_text().split("\n\n")[0].splitlines():
+    for line in "\n".join((utility.folder / "summary.md").read_text().split("\n\n")[:2]).splitlines():
         log(f"  {line}")
     log(f"demo finished in {time.perf_counter() - started:.0f} s")
     return out

@@ -108,6 +108,8 @@ def write_results(study: Path, tasks: Sequence[UtilityTask], settings: UtilitySe
     runs = pd.DataFrame(records)[CSV_COLUMNS]
     runs = runs.assign(fold=runs["split"])
     summary = summarise(runs, METRICS, by=("condition", "ratio"))
+    summary = summary.sort_values("condition", key=lambda c: c.map(CONDITION_ORDER.index), kind="stable",
+                                  ignore_index=True)
     arms = runs.assign(condition=[arm(c, r) for c, r in zip(runs["condition"], runs["ratio"], strict=True)])
     comparisons = [{**paired_comparison(arms, arm(condition, ratio), REAL, "auc"),
                     "condition": condition, "ratio": ratio}
@@ -143,8 +145,9 @@ def summary_markdown(summary: pd.DataFrame, comparisons: list[dict[str, Any]], w
     lines = ["| condition | ratio | AUC mean ± std [95% CI] | SP index | sens @ 90% spec | spec @ 90% sens "
              "| folds | runs | test images |", "|---|---|---|---|---|---|---|---|---|"]
     for row in summary.to_dict("records"):
-        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f} "
-                 f"[{row[f'{m}_ci95_low']:.3f}, {row[f'{m}_ci95_high']:.3f}]" for m in METRICS]
+        cells = [f"{row[f'{m}_mean']:.3f}" + ("" if row["n_folds"] < 2 else
+                                              f" ± {row[f'{m}_std']:.3f} [{row[f'{m}_ci95_low']:.3f}, "
+                                              f"{row[f'{m}_ci95_high']:.3f}]") for m in METRICS]
         lines.append(f"| {row['condition']} | {row['ratio']:g} | {' | '.join(cells)} | {row['n_folds']} "
                      f"| {row['n_runs']} | {row['n_test_images']} |")
     lines += ["", *(comparison_line(c) for c in comparisons), ""]
@@ -158,6 +161,9 @@ def summary_markdown(summary: pd.DataFrame, comparisons: list[dict[str, Any]], w
 def comparison_line(comparison: dict[str, Any]) -> str:
     """``real+synth x1 - real: AUC +0.012 [-0.020, 0.044], p 0.41 (paired t, 5 folds, 15 pairs)``."""
     name = arm(comparison["condition"], comparison["ratio"])
+    if comparison["n_folds"] < 2:
+        return (f"{name} - real: AUC {comparison['mean_difference']:+.3f} (one fold, "
+                f"{comparison['n_pairs']} pairs: no interval and no test across folds)")
     return (f"{name} - real: AUC {comparison['mean_difference']:+.3f} [{comparison['ci95_low']:+.3f}, "
             f"{comparison['ci95_high']:+.3f}], p {comparison['p_value']:.3g} ({comparison['test']}, "
             f"{comparison['n_folds']} folds, {comparison['n_pairs']} pairs)")
