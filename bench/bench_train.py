@@ -4,8 +4,8 @@ A "step" is what the old tool did per batch: one critic step (with gradient pena
 and one generator step. The reference below is the plain PyTorch port of that step
 (NCHW contiguous, fp32, torch's nn.Dropout, three critic calls); rxwgan's step is the
 training loop's own code (`wgan_steps.critic_step` + `generator_step`:
-channels-last, bf16 autocast where the CPU has it, one batched critic call, our
-dropout masks, history divergences included). Same model, same batch, same machine,
+channels-last, bf16 autocast where the CPU has it, reals and fakes in one critic call
+and x_hat in another, our dropout masks, history divergences included). Same model, same batch, same machine,
 one run. Also reported: the data-loading and history-metric shares of rxwgan's step,
 its achieved GFLOP/s, and the machine's fp32 matmul GFLOP/s as a ceiling.
 """

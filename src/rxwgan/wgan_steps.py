@@ -49,8 +49,11 @@ def critic_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.
         x_hat = interpolate(seen_real, seen_fake, rng)
         if has_batch_statistics(critic):
             d_real, d_fake, d_hat = critic(seen_real), critic(seen_fake), critic(x_hat)
-        else:  # one call scores reals, fakes and x_hat together: exact without batch statistics
-            d_real, d_fake, d_hat = critic(torch.cat([seen_real, seen_fake, x_hat])).split(len(real))
+        else:  # one call scores reals and fakes together: exact without batch statistics.
+            # x_hat gets its own call: the penalty's backward and double backward then run over
+            # its rows only (in one call of all three they ran over reals and fakes too, at zero).
+            d_real, d_fake = critic(torch.cat([seen_real, seen_fake])).split(len(real))
+            d_hat = critic(x_hat)
         wasserstein = critic_loss(d_real, d_fake)
         gp = penalty(d_hat, x_hat)
     loss = wasserstein + gp_weight * gp
