@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rxwgan.models.penalty_layers import conv2d
+
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 LEAKY_SLOPE = 0.3
@@ -34,8 +36,8 @@ class SameConv2d(nn.Conv2d):
         top, bottom = tf_same_pads(x.shape[-2], self.kernel_size[0], self.stride[0])
         left, right = tf_same_pads(x.shape[-1], self.kernel_size[1], self.stride[1])
         if top == bottom and left == right:  # let the conv pad: no extra copy
-            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
-        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
+            return conv2d(x, self.weight, self.bias, self.stride, (top, left))
+        return conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride, (0, 0))
 
 
 class SameConvTranspose2d(nn.ConvTranspose2d):
