@@ -4,8 +4,8 @@ A "step" is what the old tool did per batch: one critic step (with gradient pena
 and one generator step. The reference below is the plain PyTorch port of that step
 (NCHW contiguous, fp32, torch's nn.Dropout, three critic calls); rxwgan's step is the
 training loop's own code (`wgan_steps.critic_step` + `generator_step`:
-channels-last, bf16 autocast where the CPU has it, one batched critic call, our
-dropout masks, history divergences included). Same model, same batch, same machine,
+channels-last, bf16 autocast where the CPU has it, reals and fakes in one critic call
+and x_hat in another, our dropout masks, history divergences included). Same model, same batch, same machine,
 one run. Also reported: the data-loading and history-metric shares of rxwgan's step,
 its achieved GFLOP/s, and the machine's fp32 matmul GFLOP/s as a ceiling.
 """
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
@@ -28,7 +29,8 @@ from rxwgan.phantoms import write_demo_data
 from rxwgan.devices import cpu_supports_bf16
 from rxwgan.losses import critic_loss, generator_loss, gradient_penalty
 from rxwgan.models import build_critic, build_generator
-from rxwgan.models.keras_layers import Dropout
+from rxwgan.models.keras_layers import Dropout, SameConv2d, tf_same_pads
+from rxwgan.models.penalty_layers import MaskReLU
 from rxwgan.training import Trainer
 from rxwgan.wgan_steps import critic_step, generator_step, unit_divergences
 
@@ -71,11 +73,27 @@ class FlopCount(TorchDispatchMode):
         return out
 
 
+class PlainSameConv2d(SameConv2d):
+    """SameConv2d on F.conv2d: PyTorch's own backward and double backward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = tf_same_pads(x.shape[-2], self.kernel_size[0], self.stride[0])
+        left, right = tf_same_pads(x.shape[-1], self.kernel_size[1], self.stride[1])
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
+
+
 def plain_port(module: nn.Module) -> nn.Module:
-    """The same network with torch's own nn.Dropout, as a plain port would have it."""
+    """The same network with torch's own layers (nn.Dropout, nn.ReLU, F.conv2d), as a plain port."""
     for name, child in module.named_children():
         if isinstance(child, Dropout):
             setattr(module, name, nn.Dropout(child.p))
+        elif isinstance(child, MaskReLU):
+            setattr(module, name, nn.ReLU())
+        elif isinstance(child, SameConv2d):
+            plain = PlainSameConv2d(child.in_channels, child.out_channels, child.kernel_size[0],
+                                    child.stride[0])
+            plain.load_state_dict(child.state_dict())
+            setattr(module, name, plain)
         else:
             plain_port(child)
     return module

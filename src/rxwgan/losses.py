@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from rxwgan.models.penalty_layers import input_gradient_only
+
 
 def critic_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
     """mean(D(fake)) - mean(D(real)): minimising it widens the critic's real-fake margin."""
@@ -37,7 +39,9 @@ def gradient_penalty(
     ``fake`` is detached so the penalty never reaches the generator.
     """
     x_hat = interpolate(real, fake, generator)
-    return penalty(critic(x_hat), x_hat, create_graph)
+    with input_gradient_only():
+        scores = critic(x_hat)
+    return penalty(scores, x_hat, create_graph)
 
 
 def interpolate(real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -16,6 +16,7 @@ from rxwgan.augment import Policy, augment
 from rxwgan.devices import autocast
 from rxwgan.divergences import pair_divergences
 from rxwgan.losses import critic_loss, generator_loss, gradient_penalty, interpolate, penalty
+from rxwgan.models.penalty_layers import input_gradient_only
 
 
 class NonFiniteLoss(Exception):
@@ -48,9 +49,13 @@ def critic_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.
         seen_real, seen_fake = augment(real, policy, rng), augment(fake, policy, rng)
         x_hat = interpolate(seen_real, seen_fake, rng)
         if has_batch_statistics(critic):
-            d_real, d_fake, d_hat = critic(seen_real), critic(seen_fake), critic(x_hat)
-        else:  # one call scores reals, fakes and x_hat together: exact without batch statistics
-            d_real, d_fake, d_hat = critic(torch.cat([seen_real, seen_fake, x_hat])).split(len(real))
+            d_real, d_fake = critic(seen_real), critic(seen_fake)
+        else:  # one call scores reals and fakes together: exact without batch statistics
+            d_real, d_fake = critic(torch.cat([seen_real, seen_fake])).split(len(real))
+        # x_hat in a call of its own: the penalty's backward and double backward run over its
+        # rows only, and its first backward skips the weight gradients the penalty never uses.
+        with input_gradient_only():
+            d_hat = critic(x_hat)
         wasserstein = critic_loss(d_real, d_fake)
         gp = penalty(d_hat, x_hat)
     loss = wasserstein + gp_weight * gp

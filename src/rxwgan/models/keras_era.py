@@ -22,6 +22,7 @@ from rxwgan.errors import RxwganError
 from rxwgan.models.inits import checked_init, init_like_keras, init_tanh_output
 from rxwgan.models.keras_layers import (BN_EPS, BN_MOMENTUM, LEAKY_SLOPE, Dropout, SameConv2d,
                                         SameConvTranspose2d)
+from rxwgan.models.penalty_layers import MaskReLU
 from rxwgan.models.registry import register
 
 
@@ -111,7 +112,7 @@ class Critic(nn.Module):
         layers: list[nn.Module] = []
         channels, side = 1, spec.image_size
         for out in spec.channels:
-            layers += [SameConv2d(channels, out, spec.kernel_size, stride=2), nn.ReLU(),
+            layers += [SameConv2d(channels, out, spec.kernel_size, stride=2), MaskReLU(),
                        Dropout(dropout)]
             channels, side = out, -(-side // 2)
         self.features = nn.Sequential(*layers)

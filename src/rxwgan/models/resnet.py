@@ -13,7 +13,7 @@ Critic: optimised first block (conv 3x3, ReLU, conv 3x3, 2x2 mean pool; shortcut
   mean pool; shortcut mean pool and 1x1 conv (where the channel count changes).
   No batch statistics: ``norm`` is "none" (default, the paper's CIFAR critic) or "layer"
   (per sample over C, H, W with a per-channel scale and shift, the paper's 64 px critic), so
-  the gradient penalty stays per sample and training scores reals, fakes and x_hat in one call.
+  the gradient penalty stays per sample and training scores reals and fakes in one call.
 
 Channels at side r are ``width x min(8, S / r)`` in the generator and ``width x min(8, S / 2r)``
 in the critic (whose first block already halves the side): each block costs about the same,
