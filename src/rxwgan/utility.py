@@ -93,11 +93,11 @@ def run_utility(study: str | Path, settings: UtilitySettings | None = None,
         f"{len(tasks) - len(pending)} done before, {len(pending)} to run "
         f"({'local processes' if options.local else 'Ray'})")
     errors = _execute(pending, {f.split.name: f for f in fold_inputs}, settings, out, options, log)
-    return write_results(study, tasks, settings, warnings, errors)
+    return write_results(study, tasks, warnings, errors)
 
 
-def write_results(study: Path, tasks: Sequence[UtilityTask], settings: UtilitySettings,
-                  warnings: list[str], errors: dict[str, str]) -> UtilityResult:
+def write_results(study: Path, tasks: Sequence[UtilityTask], warnings: list[str],
+                  errors: dict[str, str]) -> UtilityResult:
     """Gather the finished task files into the table, the summary, the comparisons and the figure."""
     from rxwgan.utility_figures import save_roc_figure
 
@@ -106,15 +106,16 @@ def write_results(study: Path, tasks: Sequence[UtilityTask], settings: UtilitySe
     if not records:
         raise RxwganError(f"{out}: no classifier run finished; see the errors above")
     runs = pd.DataFrame(records)[CSV_COLUMNS]
-    runs = runs.assign(fold=runs["split"])
-    summary = summarise(runs, METRICS, by=("condition", "ratio"))
+    by_fold = runs.assign(fold=runs["split"])  # the scores' name for the unit they average over
+    summary = summarise(by_fold, METRICS, by=("condition", "ratio"))
     summary = summary.sort_values("condition", key=lambda c: c.map(CONDITION_ORDER.index), kind="stable",
                                   ignore_index=True)
-    arms = runs.assign(condition=[arm(c, r) for c, r in zip(runs["condition"], runs["ratio"], strict=True)])
+    names = [arm(c, r) for c, r in zip(runs["condition"], runs["ratio"], strict=True)]
+    arms = by_fold.assign(condition=names)
     comparisons = [{**paired_comparison(arms, arm(condition, ratio), REAL, "auc"),
                     "condition": condition, "ratio": ratio}
                    for condition, ratio in _compared(runs)]
-    write_frame(runs.drop(columns="fold"), out / TABLE_FILE)
+    write_frame(runs, out / TABLE_FILE)
     write_frame(summary, out / SUMMARY_FILE)
     save_roc_figure(records, out / ROC_FIGURE)
     atomic.write_text(out / SUMMARY_MARKDOWN, summary_markdown(summary, comparisons, warnings, len(records),
@@ -124,7 +125,7 @@ def write_results(study: Path, tasks: Sequence[UtilityTask], settings: UtilitySe
                                             "finished_runs": len(records), "planned_runs": len(tasks),
                                             "errors": errors,
                                             "task_seconds": round(sum(r["seconds"] for r in records), 1)})
-    return UtilityResult(out, runs.drop(columns="fold"), summary, comparisons, errors, warnings)
+    return UtilityResult(out, runs, summary, comparisons, errors, warnings)
 
 
 def arm(condition: str, ratio: float) -> str:
