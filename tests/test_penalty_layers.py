@@ -9,7 +9,7 @@ from torch import nn
 
 from rxwgan.losses import gradient_penalty
 from rxwgan.models import build_critic
-from rxwgan.models.keras_layers import SameConv2d
+from rxwgan.models.keras_layers import SameConv2d, SameConvTranspose2d, conv_transpose2d
 from rxwgan.models.penalty_layers import MaskReLU, conv2d, input_gradient_only
 
 
@@ -87,3 +87,34 @@ def test_input_gradient_only_leaves_weight_gradients_to_the_double_backward() ->
     grad.square().sum().backward()
     assert critic.features[0].weight.grad.abs().sum() > 0
     assert critic.features[0].bias.grad is None  # biases do not move the input gradient
+
+
+@pytest.mark.parametrize(("stride", "padding"), [((1, 1), (0, 0)), ((2, 2), (1, 1)), ((2, 2), (3, 3))])
+def test_conv_transpose2d_gradients_match_pytorch(stride, padding) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 2, 8, 8, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
+
+    def ours(x, weight, bias):
+        return conv_transpose2d(x, weight, bias, stride, padding)
+
+    assert torch.autograd.gradcheck(ours, (x, weight, bias))
+    torch.testing.assert_close(ours(x, weight, bias), F.conv_transpose2d(x, weight, bias, stride, padding))
+
+
+def test_transposed_layer_outputs_are_pytorchs_bytes_under_autocast() -> None:
+    """The generator's outputs (and so `generate`'s images) do not change with the fast backward."""
+    torch.manual_seed(0)
+    layer = SameConvTranspose2d(4, 3, 4, stride=2).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 4, 9, 9).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = layer(x)
+        theirs = nn.ConvTranspose2d.forward(layer, x)[..., :18, :18]
+    assert ours.dtype == torch.bfloat16
+    assert torch.equal(ours, theirs)
+    grads = torch.autograd.grad(ours.float().square().sum(), (x, layer.weight, layer.bias))
+    expected = torch.autograd.grad(theirs.float().square().sum(), (x, layer.weight, layer.bias))
+    for mine, reference in zip(grads, expected):
+        assert mine.dtype == reference.dtype
+        torch.testing.assert_close(mine, reference, rtol=2e-2, atol=2e-2)

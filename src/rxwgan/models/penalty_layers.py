@@ -41,7 +41,7 @@ def input_gradient_only() -> Iterator[None]:
         _INPUT_GRADIENT_ONLY.reset(token)
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
+def compute_dtype(x: Tensor) -> torch.dtype:
     """The dtype autocast would run a convolution in here (``x``'s own outside autocast)."""
     device = x.device.type
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
@@ -53,7 +53,7 @@ class _Conv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, int],
                 padding: tuple[int, int], weight_grad: bool) -> Tensor:
-        dtype = _compute_dtype(x)
+        dtype = compute_dtype(x)
         x_c, w_c = x.to(dtype), weight.to(dtype)
         ctx.save_for_backward(x_c, weight)
         ctx.stride, ctx.padding, ctx.weight_grad = stride, padding, weight_grad
