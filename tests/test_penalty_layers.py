@@ -115,6 +115,6 @@ def test_transposed_layer_outputs_are_pytorchs_bytes_under_autocast() -> None:
     assert torch.equal(ours, theirs)
     grads = torch.autograd.grad(ours.float().square().sum(), (x, layer.weight, layer.bias))
     expected = torch.autograd.grad(theirs.float().square().sum(), (x, layer.weight, layer.bias))
-    for mine, reference in zip(grads, expected):
+    for mine, reference in zip(grads, expected, strict=True):
         assert mine.dtype == reference.dtype
         torch.testing.assert_close(mine, reference, rtol=2e-2, atol=2e-2)
