@@ -4,8 +4,8 @@ A step is one critic step with gradient penalty and one generator step, timed wi
 training loop's own functions (``wgan_steps.critic_step`` + ``generator_step``), channels-last,
 in fp32 and under bf16 autocast (bf16 only where the CPU computes it natively). Both models,
 both precisions, one process; the four configurations are interleaved repeat by repeat so a
-change in machine load hits all alike. The ResNet's width was chosen so that its step costs
-no more than v1's in both precisions.
+change in machine load hits all alike, inside ``reused_cpu_memory`` as training's steps run.
+The ResNet's width was chosen so that its step costs no more than v1's in both precisions.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from rxwgan.devices import cpu_supports_bf16
+from rxwgan.devices import cpu_supports_bf16, reused_cpu_memory
 from rxwgan.models import build_critic, build_generator
 from rxwgan.wgan_steps import critic_step, generator_step
 
@@ -54,15 +54,16 @@ def run(repeats: int = 3, warmup: int = 1, resnet_arch: str = "resnet128", **hpa
         for precision in precisions:
             steps[arch, precision], params[arch] = make_step(
                 arch, precision, **(hparams if arch == resnet_arch else {}))
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
     times: dict = {key: [] for key in steps}
-    for _ in range(repeats):
-        for key, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[key].append(time.perf_counter() - start)
+    with reused_cpu_memory():
+        for step in steps.values():
+            for _ in range(warmup):
+                step()
+        for _ in range(repeats):
+            for key, step in steps.items():
+                start = time.perf_counter()
+                step()
+                times[key].append(time.perf_counter() - start)
     figures: dict = {"batch": BATCH, "image_size": SIZE, "torch_threads": torch.get_num_threads(),
                      "cpu_bf16": cpu_supports_bf16(), "repeats": repeats}
     for arch in ("v1", resnet_arch):

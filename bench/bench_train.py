@@ -9,10 +9,10 @@ and x_hat in another, our dropout masks, history divergences included). Same mod
 one run. Also reported: the data-loading and history-metric shares of rxwgan's step,
 its achieved GFLOP/s, and the machine's fp32 matmul GFLOP/s as a ceiling.
 
-Both run as ``rxwgan train`` runs on a CPU: freed memory kept for reuse (see
-``devices.keep_freed_cpu_memory``). The same measurement with ``--release-cpu-memory``
-(the system's default, every large block mapped and page-faulted afresh) runs in a child
-process, since the setting is process-wide, and is reported beside it.
+Both are timed as ``rxwgan train``'s steps run on a CPU: inside ``reused_cpu_memory``, where
+freed memory is kept for the next step. The same measurement with ``--release-cpu-memory``
+(glibc's default: every large block mapped and page-faulted afresh) runs in a child
+process, so that nothing of the first lingers in the allocator, and is reported beside it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from torch.utils.flop_counter import flop_registry
 from rxwgan.config import TrainConfig
 from rxwgan.splits import SplitSpec
 from rxwgan.phantoms import write_demo_data
-from rxwgan.devices import cpu_supports_bf16
+from rxwgan.devices import cpu_supports_bf16, reused_cpu_memory
 from rxwgan.losses import critic_loss, generator_loss, gradient_penalty
 from rxwgan.models import build_critic, build_generator
 from rxwgan.models.keras_layers import Dropout, SameConv2d, tf_same_pads
@@ -159,7 +159,7 @@ def measure(repeats: int, warmup: int, reuse_cpu_memory: bool) -> dict:
         table = write_demo_data(Path(tmp) / "d", n_images=80, size=128, seed=0)
         config = TrainConfig(input=str(table), output=str(Path(tmp) / "run"), model="v1",
                              split=SplitSpec(fold=0, n_splits=2), batch_size=BATCH, n_critic=1,
-                             progress=False, reuse_cpu_memory=reuse_cpu_memory,
+                             progress=False,
                              cache_dir=str(Path(tmp) / "cache"))
         trainer = Trainer(config, log=lambda _: None)
         assert len(trainer.train_images) >= BATCH, "the bench needs a full batch of training images"
@@ -190,15 +190,16 @@ def measure(repeats: int, warmup: int, reuse_cpu_memory: bool) -> dict:
             reference()
         flops = counter.total
 
-        for fn in (reference, ours):
-            timed(fn, warmup)
-        # Interleave so a change in machine load hits both sides alike.
-        ref_times, our_times, our_faults = [], [], []
-        for _ in range(repeats):
-            ref_times += timed(reference, 1)
-            before = minor_faults()
-            our_times += timed(ours, 1)
-            our_faults.append(minor_faults() - before)
+        with reused_cpu_memory(reuse_cpu_memory):
+            for fn in (reference, ours):
+                timed(fn, warmup)
+            # Interleave so a change in machine load hits both sides alike.
+            ref_times, our_times, our_faults = [], [], []
+            for _ in range(repeats):
+                ref_times += timed(reference, 1)
+                before = minor_faults()
+                our_times += timed(ours, 1)
+                our_faults.append(minor_faults() - before)
         load_times = timed(load_batch, 50)
         fake = torch.rand_like(real) * 2 - 1
         metric_times = timed(lambda: unit_divergences(real, fake), 10)

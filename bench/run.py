@@ -2,8 +2,6 @@
 
 Each ``bench_*.py`` module exposes ``run() -> dict``. Timings depend on the machine
 and on what else runs on it: the file records the machine and the load average.
-Every benchmark runs as a CPU training run does, with freed memory kept for reuse
-(``devices.keep_freed_cpu_memory``), so their order does not change their timings.
 """
 
 from __future__ import annotations
@@ -20,15 +18,13 @@ from pathlib import Path
 
 import torch
 
-from rxwgan.devices import keep_freed_cpu_memory
-
 HERE = Path(__file__).resolve().parent
 
 
 def machine() -> dict:
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
             "python": platform.python_version(), "load_average_at_start": os.getloadavg(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "freed_cpu_memory_kept": keep_freed_cpu_memory()}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def load(path: Path):

@@ -1,7 +1,7 @@
-"""CPU runs keep freed memory for the next step (glibc), unless --release-cpu-memory says not to.
+"""CPU training steps reuse the memory they free (glibc), unless --release-cpu-memory says not to.
 
-Each case runs in a child process: the setting is process-wide, so it must not leak into
-(or come from) the test process.
+The allocator cases run in a child process: the setting is process-wide while it lasts, so it
+must not leak into (or come from) the test process.
 """
 
 from __future__ import annotations
@@ -10,57 +10,77 @@ import json
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from rxwgan import training
+from rxwgan.cli import main
 from rxwgan.phantoms import write_demo_data
 
-pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                                 reason="the setting applies to glibc only")
 
-# Train a tiny run through the CLI, then write and free a 64 MB tensor twenty times and print
-# the page faults of the last ten rounds: about 0 when freed memory is reused, ~160,000 when
-# every round maps fresh pages.
+# Write and free a 64 MB tensor twenty times inside reused_cpu_memory(ENABLED); print the page
+# faults of the last ten rounds (about 0 when freed memory is reused, ~160,000 when every round
+# maps fresh pages), then the resident MB before and after leaving the block with 512 MB freed.
 CHILD = """
 import resource, sys, torch
-from rxwgan.cli import main
-code = main(sys.argv[1:])
-assert code == 0, code
+from rxwgan.devices import reused_cpu_memory
 
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
-counts = []
-for _ in range(20):
-    before = faults()
-    x = torch.ones(16 * 2**20)
-    y = x * 2
-    del x, y
-    counts.append(faults() - before)
-print(sum(counts[10:]))
+def resident_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+with reused_cpu_memory(sys.argv[1] == "on"):
+    counts = []
+    for _ in range(20):
+        before = faults()
+        x = torch.ones(16 * 2**20)
+        y = x * 2
+        del x, y
+        counts.append(faults() - before)
+    big = torch.ones(128 * 2**20)
+    del big
+    inside = resident_mb()
+print(sum(counts[10:]), inside, resident_mb())
 """
 
 
-@pytest.fixture(scope="module")
-def table(tmp_path_factory) -> Path:
-    return write_demo_data(tmp_path_factory.mktemp("demo"), n_images=20, size=32, seed=3)
-
-
-def _train_then_count_faults(table: Path, out: Path, *flags: str) -> int:
-    args = ["train", "-i", str(table), "-o", str(out), "--model", "tiny", "--epochs", "1",
-            "--batch_size", "4", "--n_splits", "2", "--device", "cpu", "--no-progress", *flags]
-    done = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True,
-                          timeout=300)
+def _child(setting: str) -> tuple[int, float, float]:
+    done = subprocess.run([sys.executable, "-c", CHILD, setting], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    return int(done.stdout.strip().splitlines()[-1])
+    faults, inside, after = done.stdout.split()
+    return int(faults), float(inside), float(after)
 
 
-def test_a_cpu_run_keeps_freed_memory_for_reuse(table, tmp_path):
-    assert _train_then_count_faults(table, tmp_path / "run") < 2_000
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["reuse_cpu_memory"] is True
+@glibc_only
+def test_steps_reuse_freed_memory_and_give_it_back_at_the_end():
+    faults, inside, after = _child("on")
+    assert faults < 2_000
+    assert inside - after > 400  # the freed 512 MB went back to the system on leaving the block
 
 
-def test_release_cpu_memory_leaves_the_system_default(table, tmp_path):
-    assert _train_then_count_faults(table, tmp_path / "run", "--release-cpu-memory") > 100_000
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["reuse_cpu_memory"] is False
+@glibc_only
+def test_disabled_leaves_the_system_default():
+    faults, _, _ = _child("off")
+    assert faults > 100_000
+
+
+@pytest.mark.parametrize(("flags", "expected"), [((), True), (("--release-cpu-memory",), False)])
+def test_cpu_runs_ask_for_it_unless_released(tmp_path, monkeypatch, flags, expected):
+    asked = []
+    real = training.reused_cpu_memory
+
+    def spy(enabled: bool = True):
+        asked.append(enabled)
+        return real(enabled)
+
+    monkeypatch.setattr(training, "reused_cpu_memory", spy)
+    table = write_demo_data(tmp_path / "demo", n_images=20, size=32, seed=3)
+    out = tmp_path / "run"
+    assert main(["train", "-i", str(table), "-o", str(out), "--model", "tiny", "--epochs", "2",
+                 "--batch_size", "4", "--n_splits", "2", "--device", "cpu", "--no-progress", *flags]) == 0
+    assert asked == [expected, expected]  # once per epoch, around its steps
+    assert json.loads((out / "config.json").read_text())["config"]["reuse_cpu_memory"] is expected

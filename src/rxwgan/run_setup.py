@@ -18,7 +18,7 @@ import torch
 from rxwgan import artefacts
 from rxwgan.cache import ImageCache
 from rxwgan.config import TrainConfig
-from rxwgan.devices import keep_freed_cpu_memory, resolve_device, resolve_precision
+from rxwgan.devices import resolve_device, resolve_precision
 from rxwgan.errors import RxwganError
 from rxwgan.run_folder import Manifest, decide_start, table_fingerprint
 from rxwgan.run_state import RunState, initial_network, new_state
@@ -46,8 +46,6 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
     out = Path(config.output)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    if device.type == "cpu" and config.reuse_cpu_memory:
-        keep_freed_cpu_memory()  # where glibc allows; results are the same either way
     table = read_table(config.input, config.path_column, config.target_column, target=config.target)
     table_print = table_fingerprint(table)
     start = decide_start(config, out, table_print, log)

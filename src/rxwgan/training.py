@@ -21,6 +21,7 @@ import torch
 from rxwgan import artefacts, atomic, folder_lock
 from rxwgan.checkpoint import save_checkpoint
 from rxwgan.config import TrainConfig
+from rxwgan.devices import reused_cpu_memory
 from rxwgan.errors import RxwganError
 from rxwgan.augment import parse_policy
 from rxwgan.progress import progress_bar
@@ -78,7 +79,8 @@ class Trainer:
             with stop_requests(self._request_stop):
                 for epoch in range(state.epoch + 1, self.epochs + 1):
                     start = time.perf_counter()
-                    values = self._train_epoch(epoch)
+                    with reused_cpu_memory(self.device.type == "cpu" and config.reuse_cpu_memory):
+                        values = self._train_epoch(epoch)
                     if self.val_images is not None:
                         values.update({f"val_{k}": v for k, v in validate(
                             state.generator, state.critic, self.val_images, config.seed, config.batch_size,
