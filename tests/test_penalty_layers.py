@@ -33,19 +33,28 @@ def plain(critic: nn.Module) -> nn.Module:
     return critic
 
 
-@pytest.mark.parametrize(("stride", "padding"), [((1, 1), (0, 0)), ((2, 2), (1, 1)), ((2, 1), (1, 0))])
-def test_conv2d_gradients_and_double_backward_match_pytorch(stride, padding) -> None:
+CONVOLUTIONS = [  # (ours, PyTorch's, input shape, weight shape, stride, padding)
+    *((conv2d, F.conv2d, (1, 2, 7, 6), (2, 2, 3, 2), stride, padding)
+      for stride, padding in [((1, 1), (0, 0)), ((2, 2), (1, 1)), ((2, 1), (1, 0))]),
+    *((conv_transpose2d, F.conv_transpose2d, (2, 3, 5, 4), (3, 2, 8, 8), stride, padding)
+      for stride, padding in [((1, 1), (0, 0)), ((2, 2), (1, 1)), ((2, 2), (3, 3))]),
+]
+
+
+@pytest.mark.parametrize(("ours", "pytorchs", "x_shape", "w_shape", "stride", "padding"), CONVOLUTIONS)
+def test_convolution_gradients_and_double_backward_match_pytorch(ours, pytorchs, x_shape, w_shape,
+                                                                 stride, padding) -> None:
     torch.manual_seed(0)
-    x = torch.randn(1, 2, 7, 6, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(2, 2, 3, 2, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(x_shape, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(w_shape, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(w_shape[0] if ours is conv2d else w_shape[1], dtype=torch.float64, requires_grad=True)
 
-    def ours(x, weight, bias):
-        return conv2d(x, weight, bias, stride, padding)
+    def layer(x, weight, bias):
+        return ours(x, weight, bias, stride, padding)
 
-    assert torch.autograd.gradcheck(ours, (x, weight, bias))
-    assert torch.autograd.gradgradcheck(ours, (x, weight, bias))
-    torch.testing.assert_close(ours(x, weight, bias), F.conv2d(x, weight, bias, stride, padding))
+    assert torch.autograd.gradcheck(layer, (x, weight, bias))
+    assert torch.autograd.gradgradcheck(layer, (x, weight, bias))
+    torch.testing.assert_close(layer(x, weight, bias), pytorchs(x, weight, bias, stride, padding))
 
 
 def test_mask_relu_is_relu_with_a_constant_mask() -> None:
@@ -87,20 +96,6 @@ def test_input_gradient_only_leaves_weight_gradients_to_the_double_backward() ->
     grad.square().sum().backward()
     assert critic.features[0].weight.grad.abs().sum() > 0
     assert critic.features[0].bias.grad is None  # biases do not move the input gradient
-
-
-@pytest.mark.parametrize(("stride", "padding"), [((1, 1), (0, 0)), ((2, 2), (1, 1)), ((2, 2), (3, 3))])
-def test_conv_transpose2d_gradients_match_pytorch(stride, padding) -> None:
-    torch.manual_seed(0)
-    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(3, 2, 8, 8, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
-
-    def ours(x, weight, bias):
-        return conv_transpose2d(x, weight, bias, stride, padding)
-
-    assert torch.autograd.gradcheck(ours, (x, weight, bias))
-    torch.testing.assert_close(ours(x, weight, bias), F.conv_transpose2d(x, weight, bias, stride, padding))
 
 
 def test_transposed_layer_outputs_are_pytorchs_bytes_under_autocast() -> None:

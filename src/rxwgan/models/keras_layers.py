@@ -88,7 +88,9 @@ class _ConvTranspose2d(torch.autograd.Function):
         grad_x, grad_w = torch.ops.aten.convolution_backward(
             grad, x_c, w_c, None, ctx.stride, ctx.padding, (1, 1), True, (0, 0), 1,
             (ctx.needs_input_grad[0], ctx.needs_input_grad[1], False))[:2]
-        grad_b = grad.sum((0, 2, 3), dtype=torch.float32).to(w_dtype) if ctx.needs_input_grad[2] else None
+        grad_b = None
+        if ctx.needs_input_grad[2]:  # summed in fp32 at least: bf16 would round a sum of millions
+            grad_b = grad.sum((0, 2, 3), dtype=torch.promote_types(grad.dtype, torch.float32)).to(w_dtype)
         return (None if grad_x is None else grad_x.to(x_dtype),
                 None if grad_w is None else grad_w.to(w_dtype), grad_b, None, None)
 
