@@ -60,7 +60,7 @@ class TrainConfig:
     precision: str = "auto"
     device: str = "auto"
     channels_last: bool = True
-    reuse_cpu_memory: bool = True  # on the CPU, keep freed memory for the next step (see devices)
+    reuse_cpu_memory: bool = True  # on the CPU, an epoch's steps reuse what they free (devices)
     cache_dir: str | None = None
     bit_depth: int | None = None  # significant bits of wide images; None: sBIT, else the table's
     path_column: str = "raw_image_path"

@@ -149,7 +149,8 @@ def add_loop_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--release-cpu-memory", "--release_cpu_memory", dest="reuse_cpu_memory",
                         action="store_false",
                         help="on the CPU, give freed memory back to the system at once: a smaller "
-                             "resident peak, slower steps (by default freed memory is kept for reuse)")
+                             "resident peak, slower steps (by default an epoch's steps reuse the "
+                             "memory they free)")
     parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", help="image cache folder")
     add_bit_depth_flag(parser)
     add_table_flags(parser)
