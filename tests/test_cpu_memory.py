@@ -20,9 +20,10 @@ from rxwgan.phantoms import write_demo_data
 glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                                 reason="the setting applies to glibc only")
 
-# Write and free a 64 MB tensor twenty times inside reused_cpu_memory(ENABLED); print the page
-# faults of the last ten rounds (about 0 when freed memory is reused, ~160,000 when every round
-# maps fresh pages), then the resident MB before and after leaving the block with 512 MB freed.
+# Write and free two 64 MB tensors twenty times inside reused_cpu_memory(ENABLED); print the page
+# faults of the last ten rounds (0 to 32,768 when freed memory is reused: glibc's alignment
+# padding can leave a freed block just too small once; 327,680 when every round maps fresh
+# pages), then the resident MB before and after leaving the block with 512 MB freed.
 CHILD = """
 import resource, sys, torch
 from rxwgan.devices import reused_cpu_memory
@@ -58,14 +59,14 @@ def _child(setting: str) -> tuple[int, float, float]:
 @glibc_only
 def test_steps_reuse_freed_memory_and_give_it_back_at_the_end():
     faults, inside, after = _child("on")
-    assert faults < 2_000
+    assert faults < 70_000  # at most two of the ten rounds map fresh pages, against all ten
     assert inside - after > 400  # the freed 512 MB went back to the system on leaving the block
 
 
 @glibc_only
 def test_disabled_leaves_the_system_default():
     faults, _, _ = _child("off")
-    assert faults > 100_000
+    assert faults > 300_000
 
 
 @pytest.mark.parametrize(("flags", "expected"), [((), True), (("--release-cpu-memory",), False)])
