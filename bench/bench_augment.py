@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 import torch
 
-from rxwgan.augment import DEFAULT_POLICY, augment
-from rxwgan.ema import GeneratorEMA
 from rxwgan.models import build_critic, build_generator
+from rxwgan.train.augment import DEFAULT_POLICY, augment
+from rxwgan.train.ema import GeneratorEMA
 
 BATCH, SIDE = 16, 128
 

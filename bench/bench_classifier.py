@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from rxwgan.cache import ImageCache
-from rxwgan.classifier import ClassifierSettings, predict_scores, train_classifier
-from rxwgan.phantoms import write_demo_data
-from rxwgan.splits import SplitSpec, partition
-from rxwgan.table import read_table
-from rxwgan.utility_scores import score_predictions
+from rxwgan.data.cache import ImageCache
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.data.splits import SplitSpec, partition
+from rxwgan.data.table import read_table
+from rxwgan.utility.classifier import ClassifierSettings, predict_scores, train_classifier
+from rxwgan.utility.scores import score_predictions
 
 SETTINGS = {"clear": 200, "subtle": 120}  # findings -> number of rows
 N_SPLITS, SIZE, STOP_FRACTION = 5, 64, 0.2

@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from rxwgan.cache import ImageCache
-from rxwgan.phantoms import write_demo_data
-from rxwgan.table import read_table
+from rxwgan.data.cache import ImageCache
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.data.table import read_table
 
 
 def run(n_images: int = 500, source_size: int = 1024, size: int = 128) -> dict:

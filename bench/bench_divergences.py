@@ -1,4 +1,4 @@
-"""Time rxwgan.divergences.pair_divergences against a plain per-pair loop.
+"""Time rxwgan.metrics.histogram_divergences.pair_divergences against a plain per-pair loop.
 
 The history metrics run once per epoch on one batch; this checks they stay a small
 fraction of a training step (~1-3 s on CPU). ``run()`` returns the figures for a bench
@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from rxwgan.divergences import pair_divergences
+from rxwgan.metrics.histogram_divergences import pair_divergences
 
 
 def _reference(real: np.ndarray, fake: np.ndarray) -> dict[str, float]:

@@ -37,7 +37,7 @@ torch.save = save
 """,
     "between a checkpoint file and its pointer": """
 import os, signal
-from rxwgan import checkpoint
+from rxwgan.train import checkpoint
 real = checkpoint.atomic.write_json
 def write_json(path, obj):
     if str(path).endswith("checkpoint.json") and obj.get("epoch") == {epoch}:
@@ -47,7 +47,7 @@ checkpoint.atomic.write_json = write_json
 """,
     "between the two final model files": """
 import os, signal
-from rxwgan import artefacts
+from rxwgan.train import artefacts
 real = artefacts.save_model
 def save_model(module, path):
     real(module, path)
@@ -57,7 +57,7 @@ artefacts.save_model = save_model
 """,
     "during setup, after the split was written": """
 import os, signal
-from rxwgan import artefacts
+from rxwgan.train import artefacts
 def write_config(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 artefacts.write_config = write_config
@@ -115,7 +115,7 @@ def _run_until_done(table: Path, out: Path, rng: random.Random, duration: float)
 
 
 def run() -> dict:
-    from rxwgan.phantoms import write_demo_data
+    from rxwgan.data.phantoms import write_demo_data
 
     rng = random.Random(2024)
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ from rxwgan.models import build_generator, save_model
 
 _CHILD = """
 import json, resource, sys, time
-from rxwgan.generate import generate
+from rxwgan.synth.generate import generate
 model, n, out, batch = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 start = time.perf_counter()
 result = generate(model, n, out, batch_size=batch, progress=False)

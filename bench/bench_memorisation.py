@@ -2,7 +2,7 @@
 
 Controls, on 200 phantoms at 128 px and the target-1 run of fold 0 at 64 px (the demo's
 ``small`` model and recipe, ``KIMG`` kimg), each checked against the run's training rows
-with its validation rows as the unseen reference (``rxwgan.memorisation``):
+with its validation rows as the unseen reference (``rxwgan.synth.memorisation``):
 - copies: the run's training images plus faint noise (sigma ``NOISE`` on [-1, 1]): must be
   flagged, most of them near copies;
 - unseen: 100 target-1 phantoms of another seed, which no run saw: must not be flagged;
@@ -46,12 +46,12 @@ def run() -> dict:
 
 
 def _controls(root: Path) -> dict:
-    from rxwgan.config import TrainConfig
-    from rxwgan.memorisation import check_memorisation
+    from rxwgan.data.phantoms import write_demo_data
     from rxwgan.metrics.sources import table_images
-    from rxwgan.phantoms import write_demo_data
-    from rxwgan.run_info import read_run
-    from rxwgan.training import train
+    from rxwgan.synth.memorisation import check_memorisation
+    from rxwgan.train.config import TrainConfig
+    from rxwgan.train.loop import train
+    from rxwgan.train.run_info import read_run
 
     table = write_demo_data(root / "data", n_images=200, size=128)
     folder = root / "fold_0" / "target_1"
@@ -82,10 +82,10 @@ def _controls(root: Path) -> dict:
 def _cost(folder: Path, n_fake: int = 10_000, n_train: int = 500, n_unseen: int = 100,
           size: int = 128) -> dict:
     """Seconds of each part of the check and the peak memory, on phantoms at ``size`` px."""
-    from rxwgan.metrics.features import resolve_space
-    from rxwgan.metrics.memorisation import memorisation_scores, pixel_scale
+    from rxwgan.data.phantoms import write_demo_data
+    from rxwgan.metrics.nearest_neighbours import memorisation_scores, pixel_scale
     from rxwgan.metrics.sources import table_images
-    from rxwgan.phantoms import write_demo_data
+    from rxwgan.metrics.space_builder import resolve_space
 
     table = write_demo_data(folder, n_images=n_train + n_unseen, size=size)
     images = table_images(table, size).images

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from rxwgan.phantoms import write_demo_data
-from rxwgan.errors import RxwganError
-from rxwgan.metrics import distances
-from rxwgan.metrics.features import FEATURE_SPACES, resolve_space
+from rxwgan.base.errors import RxwganError
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.metrics import FEATURE_SPACES, feature_distances
 from rxwgan.metrics.sources import table_images
+from rxwgan.metrics.space_builder import resolve_space
 
 HERE = Path(__file__).resolve().parent
 
@@ -67,9 +67,9 @@ def _spaces(real, images: torch.Tensor, cache: Path) -> dict:
 
 
 def _distances(real: torch.Tensor, fake: torch.Tensor) -> dict:
-    _, fid_s = _timed(lambda: distances.fid(real, fake))
-    kid, kid_s = _timed(lambda: distances.kid(real, fake))
-    _, prdc_s = _timed(lambda: distances.prdc(real, fake))
+    _, fid_s = _timed(lambda: feature_distances.fid(real, fake))
+    kid, kid_s = _timed(lambda: feature_distances.kid(real, fake))
+    _, prdc_s = _timed(lambda: feature_distances.prdc(real, fake))
     return {"fid_s": fid_s, "kid_s": kid_s, "kid_subset_size": kid[2], "prdc_s": prdc_s,
             "total_s": round(fid_s + kid_s + prdc_s, 3)}
 
@@ -87,8 +87,8 @@ def run(n: int = 1000, size: int = 128, seed: int = 0) -> dict:
         real_features = trained(images)
         fake_features = trained(images.flip(-2))
     # Distances (torchmetrics' first call also imports it: warm up once).
-    distances.fid(real_features[:10], fake_features[:10])
-    distances.kid(real_features[:10], fake_features[:10])
+    feature_distances.fid(real_features[:10], fake_features[:10])
+    feature_distances.kid(real_features[:10], fake_features[:10])
     figures["fid_kid_prdc_1000_vs_1000"] = {"trained_248d": _distances(real_features, fake_features)}
     g = torch.Generator().manual_seed(seed)
     for dim in (1024, 2048):

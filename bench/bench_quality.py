@@ -39,8 +39,8 @@ CONFIGS = {
 }
 TRAINER = """
 import json, sys, time
-from rxwgan.config import TrainConfig
-from rxwgan.training import train
+from rxwgan.train.config import TrainConfig
+from rxwgan.train.loop import train
 import torch
 torch.set_num_threads(1)
 options, table, out, budget = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -65,7 +65,7 @@ except Budget:
 def _score(generator_file: Path, weights: str, held_out, space, seed: int = 0) -> dict:
     import torch
 
-    from rxwgan.metrics.distances import kid
+    from rxwgan.metrics.feature_distances import kid
     from rxwgan.metrics.two_sample import c2st_accuracy
     from rxwgan.models import load_model
 
@@ -81,13 +81,13 @@ def run() -> dict:
     import numpy as np
     import torch
 
-    from rxwgan.cache import ImageCache
-    from rxwgan.metrics.features import resolve_space
-    from rxwgan.metrics.distances import kid
+    from rxwgan.base.plots import save_grid
+    from rxwgan.data.cache import ImageCache
+    from rxwgan.data.phantoms import write_demo_data
+    from rxwgan.data.table import read_table
+    from rxwgan.metrics.feature_distances import kid
+    from rxwgan.metrics.space_builder import resolve_space
     from rxwgan.metrics.two_sample import c2st_accuracy
-    from rxwgan.phantoms import write_demo_data
-    from rxwgan.plots import save_grid
-    from rxwgan.table import read_table
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

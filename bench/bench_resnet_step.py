@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from rxwgan.devices import cpu_supports_bf16, reused_cpu_memory
+from rxwgan.base.devices import cpu_supports_bf16, reused_cpu_memory
 from rxwgan.models import build_critic, build_generator
-from rxwgan.wgan_steps import critic_step, generator_step
+from rxwgan.train.steps import critic_step, generator_step
 
 BATCH = 16
 SIZE = 128

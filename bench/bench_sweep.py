@@ -58,9 +58,9 @@ def run(epochs: int = 15, n_images: int = 40) -> dict:
 
 
 def _measure(root: Path, epochs: int, n_images: int) -> dict:
-    from rxwgan.cache import ImageCache
-    from rxwgan.phantoms import write_demo_data
-    from rxwgan.table import read_table
+    from rxwgan.data.cache import ImageCache
+    from rxwgan.data.phantoms import write_demo_data
+    from rxwgan.data.table import read_table
 
     table = write_demo_data(root / "data", n_images=n_images, size=32, seed=0)
     ImageCache().load(read_table(table).paths, 32, progress=False)  # warm for every side

@@ -32,16 +32,16 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from rxwgan.config import TrainConfig
-from rxwgan.splits import SplitSpec
-from rxwgan.phantoms import write_demo_data
-from rxwgan.devices import cpu_supports_bf16, reused_cpu_memory
-from rxwgan.losses import critic_loss, generator_loss, gradient_penalty
+from rxwgan.base.devices import cpu_supports_bf16, reused_cpu_memory
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.data.splits import SplitSpec
 from rxwgan.models import build_critic, build_generator
 from rxwgan.models.keras_layers import Dropout, SameConv2d, tf_same_pads
 from rxwgan.models.penalty_layers import MaskReLU
-from rxwgan.training import Trainer
-from rxwgan.wgan_steps import critic_step, generator_step, unit_divergences
+from rxwgan.train.config import TrainConfig
+from rxwgan.train.loop import Trainer
+from rxwgan.train.losses import critic_loss, generator_loss, gradient_penalty
+from rxwgan.train.steps import critic_step, generator_step, unit_divergences
 
 BATCH = 16
 

@@ -20,13 +20,13 @@ import os
 import time
 from pathlib import Path
 
-from rxwgan.classifier import ClassifierSettings
-from rxwgan.config import TrainConfig
-from rxwgan.phantoms import write_demo_data
-from rxwgan.study import plan_runs, plan_splits
-from rxwgan.sweep import SweepOptions, run_sweep
-from rxwgan.utility import UtilityOptions, run_utility
-from rxwgan.utility_plan import UtilitySettings
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.study.plan import plan_runs, plan_splits
+from rxwgan.study.sweep import SweepOptions, run_sweep
+from rxwgan.train.config import TrainConfig
+from rxwgan.utility.classifier import ClassifierSettings
+from rxwgan.utility.driver import UtilityOptions, run_utility
+from rxwgan.utility.plan import UtilitySettings
 
 WORK = Path(__file__).resolve().parent / "work" / "utility"
 SETTINGS = {"clear": {"n_images": 200},

@@ -63,8 +63,8 @@ def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2"
 
 def run_config(table: Path, out: Path, **overrides):
     """A TrainConfig for a few-second run: tiny model, 4 epochs, fold 0 of 5 (or as overridden)."""
-    from rxwgan.config import TrainConfig
-    from rxwgan.splits import SplitSpec
+    from rxwgan.data.splits import SplitSpec
+    from rxwgan.train.config import TrainConfig
 
     values = dict(input=str(table), output=str(out), model="tiny", epochs=4, batch_size=4,
                   n_critic=2, fold=0, n_splits=5, save_for_each=2, disp_for_each=2,
@@ -82,8 +82,8 @@ def killer_script(epoch: int, batch: int, signal_name: str = "SIGKILL") -> str:
     """Python source that runs the CLI and sends ``signal_name`` to itself at a batch of an epoch."""
     return f"""
 import os, signal, sys
-from rxwgan import training
-original_epoch, original_step = training.Trainer._train_epoch, training.critic_step
+from rxwgan.train import loop
+original_epoch, original_step = loop.Trainer._train_epoch, loop.critic_step
 where = dict(epoch=0, index=-1)
 def train_epoch(self, epoch):
     where.update(epoch=epoch, index=-1)
@@ -93,7 +93,7 @@ def step(*args, **kwargs):
     if where["epoch"] == {epoch} and where["index"] == {batch}:
         os.kill(os.getpid(), signal.{signal_name})
     return original_step(*args, **kwargs)
-training.Trainer._train_epoch, training.critic_step = train_epoch, step
+loop.Trainer._train_epoch, loop.critic_step = train_epoch, step
 from rxwgan.cli import main
 sys.exit(main(sys.argv[1:]))
 """

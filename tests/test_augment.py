@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rxwgan.augment import DEFAULT_POLICY, OPERATIONS, augment, parse_policy
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
+from rxwgan.train.augment import DEFAULT_POLICY, OPERATIONS, augment, parse_policy
 
 
 def _rng(seed: int = 0) -> torch.Generator:

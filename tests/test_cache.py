@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from helpers import write_png
-from rxwgan.cache import ImageCache
-from rxwgan.errors import RxwganError
-from rxwgan.images import load_image
-from rxwgan.table import read_table
+from rxwgan.base.errors import RxwganError
+from rxwgan.data.cache import ImageCache
+from rxwgan.data.images import load_image
+from rxwgan.data.table import read_table
 
 
 def entries(cache: ImageCache) -> list:
@@ -22,7 +22,7 @@ def test_fills_once_then_reads(make_table, tmp_path, monkeypatch):
     np.testing.assert_array_equal(first[2, 0], load_image(table.paths[2], 16))
 
     calls = []
-    monkeypatch.setattr("rxwgan.cache.load_image", lambda *a: calls.append(a))
+    monkeypatch.setattr("rxwgan.data.cache.load_image", lambda *a: calls.append(a))
     second = cache.load(table.paths, 16, progress=False)
     assert calls == []  # nothing decoded on a warm cache
     np.testing.assert_array_equal(first, second)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rxwgan.classifier import ClassifierSettings, predict_scores, train_classifier
-from rxwgan.errors import RxwganError
-from rxwgan.utility_scores import score_predictions
+from rxwgan.base.errors import RxwganError
+from rxwgan.utility.classifier import ClassifierSettings, predict_scores, train_classifier
+from rxwgan.utility.scores import score_predictions
 
 TINY = ClassifierSettings(size=32, max_epochs=6, patience=2, batch_size=16, width=4, blocks=3, lr=1e-3)
 

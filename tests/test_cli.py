@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from rxwgan.cli import create_models_main, main
-from rxwgan.phantoms import write_demo_data
+from rxwgan.data.phantoms import write_demo_data
 from rxwgan.models import load_model
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from rxwgan import training
 from rxwgan.cli import main
-from rxwgan.phantoms import write_demo_data
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.train import loop
 
 glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                                 reason="the setting applies to glibc only")
@@ -26,7 +26,7 @@ glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ve
 # pages), then the resident MB before and after leaving the block with 512 MB freed.
 CHILD = """
 import resource, sys, torch
-from rxwgan.devices import reused_cpu_memory
+from rxwgan.base.devices import reused_cpu_memory
 
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -72,13 +72,13 @@ def test_disabled_leaves_the_system_default():
 @pytest.mark.parametrize(("flags", "expected"), [((), True), (("--release-cpu-memory",), False)])
 def test_cpu_runs_ask_for_it_unless_released(tmp_path, monkeypatch, flags, expected):
     asked = []
-    real = training.reused_cpu_memory
+    real = loop.reused_cpu_memory
 
     def spy(enabled: bool = True):
         asked.append(enabled)
         return real(enabled)
 
-    monkeypatch.setattr(training, "reused_cpu_memory", spy)
+    monkeypatch.setattr(loop, "reused_cpu_memory", spy)
     table = write_demo_data(tmp_path / "demo", n_images=20, size=32, seed=3)
     out = tmp_path / "run"
     assert main(["train", "-i", str(table), "-o", str(out), "--model", "tiny", "--epochs", "2",

@@ -15,12 +15,12 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from helpers import write_dicom, write_png
-from rxwgan.cache import ImageCache
+from rxwgan.base.errors import RxwganError
+from rxwgan.base.progress import progress_bar
 from rxwgan.cli import main
-from rxwgan.errors import RxwganError
-from rxwgan.images import Depth, decode_unit, read_header
-from rxwgan.progress import progress_bar
-from rxwgan.table import read_table
+from rxwgan.data.cache import ImageCache
+from rxwgan.data.images import Depth, decode_unit, read_header
+from rxwgan.data.table import read_table
 
 
 def ramp12(seed: int, size: int = 16) -> np.ndarray:
@@ -129,7 +129,7 @@ def test_table_check_reports_depth_and_flag_forces_it(tmp_path, capsys):
 def test_train_takes_the_depth_and_refuses_a_bad_one():
     from rxwgan.cli import build_parser
     from rxwgan.cli.train import train_config
-    from rxwgan.config import TrainConfig
+    from rxwgan.train.config import TrainConfig
 
     args = build_parser().parse_args(["train", "-i", "t.csv", "-o", "o", "--bit-depth", "12"])
     assert train_config(args).bit_depth == 12
@@ -210,7 +210,7 @@ def test_table_check_decodes_every_image_and_fills_the_cache(tmp_path, capsys, m
     assert "3 x 16x16 8-bit PNG" in captured.out and "no problems found" not in captured.out
 
     calls = []
-    monkeypatch.setattr("rxwgan.cache.load_image", lambda *a: calls.append(a))
+    monkeypatch.setattr("rxwgan.data.cache.load_image", lambda *a: calls.append(a))
     ok = [read_table(csv, check_files=False).paths[i] for i in (0, 2, 4)]
     ImageCache().load(ok, 128, progress=False)  # train's default size, check's too
     assert calls == []  # the check already decoded them into the cache

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rxwgan.divergences import histogram_densities, pair_divergences
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
+from rxwgan.metrics.histogram_divergences import histogram_densities, pair_divergences
 
 KEYS = {"kl_rr", "kl_rf", "js_rr", "js_rf", "l1_rr", "l1_rf", "l2_rr", "l2_rf"}
 

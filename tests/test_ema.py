@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from rxwgan.ema import GeneratorEMA, new_ema
 from rxwgan.models import build_generator, load_model, save_model
+from rxwgan.train.ema import GeneratorEMA, new_ema
 
 
 def _tiny(seed: int = 0) -> nn.Module:

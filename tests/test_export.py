@@ -10,12 +10,12 @@ import onnxruntime
 import pytest
 import torch
 
-import rxwgan.export as export_module
+import rxwgan.synth.export as export_module
 from helpers import tiny_model_files
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli import main
-from rxwgan.errors import RxwganError
-from rxwgan.export import export_onnx
 from rxwgan.models import load_model
+from rxwgan.synth.export import export_onnx
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras_v1"
 

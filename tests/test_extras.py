@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 import rxwgan
-from rxwgan.config import TrainConfig
-from rxwgan.splits import SplitSpec
-from rxwgan.phantoms import write_demo_data
-from rxwgan.training import train
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.data.splits import SplitSpec
+from rxwgan.train.config import TrainConfig
+from rxwgan.train.loop import train
 
 OPTIONAL = ("ray", "onnx", "onnxruntime")
 SCRIPT = """
@@ -35,7 +35,7 @@ for argv in {commands!r}:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(argv)
     results.append({{"code": code, "out": out.getvalue(), "err": err.getvalue()}})
-import rxwgan.training  # plain training, imported beside the verbs
+import rxwgan.train.loop  # plain training, imported beside the verbs
 loaded = sorted(n for n in sys.modules if n.split(".")[0] in {optional!r} and sys.modules[n] is not None)
 print(json.dumps({{"results": results, "loaded": loaded}}))
 """

@@ -12,18 +12,19 @@ import pytest
 import torch
 
 import rxwgan.metrics.compute as metrics_module
+from rxwgan.base.errors import RxwganError
+from rxwgan.base.layout import RUN_SPACE_RECORD, STUDY_SPACE_FILE
 from rxwgan.cli import main
-from rxwgan.config import TrainConfig
-from rxwgan.phantoms import write_demo_data
-from rxwgan.errors import RxwganError
-from rxwgan.metrics import evaluate_generator, features
-from rxwgan.metrics.spaces import RUN_RECORD, SPACE_FILE, study_space
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.data.splits import SplitSpec, partition
+from rxwgan.data.table import read_table
+from rxwgan.metrics import evaluate_generator, space_builder
+from rxwgan.metrics.space_per_study import study_space
 from rxwgan.metrics.stats_cache import images_md5
 from rxwgan.models import build_generator, save_model
-from rxwgan.report import select_best, write_report
-from rxwgan.splits import SplitSpec, partition
-from rxwgan.table import read_table
-from rxwgan.training import train
+from rxwgan.report.collect import select_best, write_report
+from rxwgan.train.config import TrainConfig
+from rxwgan.train.loop import train
 
 SIZE = 32
 
@@ -47,7 +48,7 @@ def config(table: Path, out: Path, **overrides) -> TrainConfig:
 
 
 def rows_images(table: Path, rows) -> tuple[torch.Tensor, np.ndarray]:
-    from rxwgan.cache import ImageCache
+    from rxwgan.data.cache import ImageCache
 
     frame = read_table(table)
     images = ImageCache().load([frame.paths[i] for i in rows], SIZE, progress=False)
@@ -94,10 +95,10 @@ def test_evaluation_never_reseeds_the_global_generators(table, tmp_path, monkeyp
 
 def test_loading_a_cached_encoder_leaves_the_cpu_generator_alone(table):
     real, labels = rows_images(table, range(12))
-    features.resolve_space("trained", real, labels, seed=2)  # trained once, cached on disk
-    features._MEMO.clear()
+    space_builder.resolve_space("trained", real, labels, seed=2)  # trained once, cached on disk
+    space_builder._MEMO.clear()
     before = torch.get_rng_state()
-    features.resolve_space("trained", real, labels, seed=2)  # read back from the cache
+    space_builder.resolve_space("trained", real, labels, seed=2)  # read back from the cache
     assert torch.equal(torch.get_rng_state(), before)
 
 
@@ -106,17 +107,18 @@ def test_loading_a_cached_encoder_leaves_the_cpu_generator_alone(table):
 def test_a_single_run_fits_its_space_on_its_training_rows_and_records_its_id(table, tmp_path):
     out = tmp_path / "run"
     train(config(table, out, eval_features="trained"), log=quiet)
-    record = json.loads((out / RUN_RECORD).read_text())
+    record = json.loads((out / RUN_SPACE_RECORD).read_text())
     train_rows = partition(read_table(table).targets, SplitSpec(fold=0, n_splits=2)).train
     images, labels = rows_images(table, train_rows)
-    assert record["id"] == features.encoder_key("trained", images_md5(images, labels), SIZE, 512)
+    assert record["id"] == space_builder.encoder_key("trained", images_md5(images, labels), SIZE, 512)
     assert record["fitted_on"]["n_rows"] == len(train_rows)
 
 
 def test_a_resume_in_another_space_is_refused(table, tmp_path):
     out = tmp_path / "run"
     train(config(table, out, epochs=1), log=quiet)
-    with pytest.raises(RxwganError, match=f"{RUN_RECORD}: this run's metrics so far are in feature space"):
+    with pytest.raises(RxwganError,
+                       match=f"{RUN_SPACE_RECORD}: this run's metrics so far are in feature space"):
         train(config(table, out, epochs=2, eval_features="trained"), log=quiet)
 
 
@@ -126,12 +128,12 @@ def test_a_given_space_file_is_used_by_the_run_and_by_evaluate(table, tmp_path, 
     splits = [SplitSpec(fold=0, n_splits=4)]
     file, record = study_space("trained", study, table, splits, SIZE, seed=0, path_column="raw_image_path",
                                target_column="target", cache_dir=None, fit_all=False, refit=False)
-    assert file == str(study / SPACE_FILE) and record["fitted_on"]["n_rows"] == 30
+    assert file == str(study / STUDY_SPACE_FILE) and record["fitted_on"]["n_rows"] == 30
     assert set(record["fitted_on"]["row_indices"]).isdisjoint(
         partition(read_table(table).targets, splits[0]).val)
     out = tmp_path / "run"
     train(config(table, out, eval_features=file), log=quiet)
-    assert json.loads((out / RUN_RECORD).read_text())["id"] == record["id"]
+    assert json.loads((out / RUN_SPACE_RECORD).read_text())["id"] == record["id"]
     torch.manual_seed(0)
     save_model(build_generator("tiny"), tmp_path / "g.safetensors")
     report = tmp_path / "eval.json"
@@ -177,6 +179,6 @@ def test_report_of_single_runs_in_their_own_spaces_refuses_kid(table, tmp_path, 
     err = capsys.readouterr().err
     assert "fold_0/target_1 (random-" in err and "fold_1/target_1 (random-" in err and err.count("\n") == 1
     # As if both had measured in one space (a study's): then kid ranks them.
-    shutil.copy(study / "fold_0/target_1" / RUN_RECORD, study / "fold_1/target_1" / RUN_RECORD)
+    shutil.copy(study / "fold_0/target_1" / RUN_SPACE_RECORD, study / "fold_1/target_1" / RUN_SPACE_RECORD)
     report = write_report(study, select="kid")
     assert len(report.best) == 1 and report.runs["eval_space"].nunique() == 1

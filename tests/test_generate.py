@@ -10,15 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-import rxwgan.generate as generate_module
+import rxwgan.synth.generate as generate_module
 from helpers import tiny_model_files
+from rxwgan.base.errors import RxwganError
+from rxwgan.base.folder_lock import LOCK_FILE
 from rxwgan.cli import main
-from rxwgan.errors import RxwganError
-from rxwgan.folder_lock import LOCK_FILE
-from rxwgan.generate import generate, mix_tables
-from rxwgan.synthesis import latent_vectors, synthetic_images
+from rxwgan.data.table import md5_of_file, read_table
 from rxwgan.models import file_sha256
-from rxwgan.table import md5_of_file, read_table
+from rxwgan.synth.generate import generate, mix_tables
+from rxwgan.synth.sampling import latent_vectors, synthetic_images
 
 KERAS_V1 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras_v1" / "generator.h5"
 N, BATCH = 20, 8

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from helpers import write_dicom, write_png
-from rxwgan.errors import RxwganError
-from rxwgan.images import decode_unit, load_image, read_header
+from rxwgan.base.errors import RxwganError
+from rxwgan.data.images import decode_unit, load_image, read_header
 
 
 def ramp(height: int = 32, width: int = 48) -> np.ndarray:

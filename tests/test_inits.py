@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
 from rxwgan.models import available_models, build_critic, build_generator, load_model, model_info
 from rxwgan.models.inits import effective_fan_in
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
 from rxwgan.models import is_keras_h5, load_keras_model, load_model, save_model
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"

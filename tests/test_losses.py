@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from rxwgan.losses import critic_loss, generator_loss, gradient_penalty
+from rxwgan.train.losses import critic_loss, generator_loss, gradient_penalty
 
 
 def small_critic(seed: int = 0) -> nn.Module:

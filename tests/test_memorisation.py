@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from helpers import quiet, run_config
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli import main
-from rxwgan.errors import RxwganError
-from rxwgan.memorisation import check_memorisation
-from rxwgan.metrics.memorisation import memorisation_scores, nearest
-from rxwgan.phantoms import write_demo_data
-from rxwgan.run_info import read_run
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.metrics.nearest_neighbours import memorisation_scores, nearest
+from rxwgan.synth.memorisation import check_memorisation
+from rxwgan.train.run_info import read_run
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def run(tmp_path_factory) -> Path:
     """A tiny generator trained briefly on 160 phantoms at 32 px, in a study-shaped folder."""
     root = tmp_path_factory.mktemp("memo")
     table = write_demo_data(root / "data", n_images=160, size=32)
-    from rxwgan.training import train
+    from rxwgan.train.loop import train
 
     folder = root / "study" / "fold_0" / "target_1"
     train(run_config(table, folder, epochs=2), log=quiet)
@@ -128,7 +128,7 @@ def test_cli_memorisation_user_errors_are_one_line(run, tmp_path, capsys, flags,
 
 
 def test_memorisation_is_refused_as_an_epoch_metric(run, tmp_path):
-    from rxwgan.training import train
+    from rxwgan.train.loop import train
 
     config = run_config(Path(read_run(run).config.input), tmp_path / "r", eval_for_each=1,
                         eval_metrics=("memorisation",))
@@ -180,7 +180,7 @@ def test_a_card_written_by_someone_else_is_not_replaced(run, tmp_path, capsys):
 
 
 def test_report_shows_a_runs_recorded_memorisation(run):
-    from rxwgan.report import collect_runs
+    from rxwgan.report.collect import collect_runs
 
     check = check_memorisation(run, run / "generator_trained.safetensors", n=20)
     (run / "memorisation.json").write_text(json.dumps(check))

@@ -18,16 +18,16 @@ from safetensors.torch import save_file
 from torch import nn
 
 from helpers import write_png
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli import main
-from rxwgan.phantoms import write_demo_data
-from rxwgan.divergences import pair_divergences
-from rxwgan.errors import RxwganError
-from rxwgan.metrics import compute_metrics, evaluate_generator, features
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.data.splits import SplitSpec, partition
+from rxwgan.metrics import compute_metrics, evaluate_generator, space_builder, space_registry
 from rxwgan.metrics import encoder as encoder_module
+from rxwgan.metrics.histogram_divergences import pair_divergences
 from rxwgan.metrics.sources import folder_images, load_images, sample_generator, table_images
 from rxwgan.metrics.stats_cache import FeatureCache, images_md5
 from rxwgan.models import build_generator, save_model
-from rxwgan.splits import SplitSpec, partition
 
 SIZE = 64
 
@@ -43,7 +43,7 @@ def phantoms(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(phantoms):
-    space, _ = features.resolve_space("trained", phantoms.real.fit_images, phantoms.real.fit_labels,
+    space, _ = space_builder.resolve_space("trained", phantoms.real.fit_images, phantoms.real.fit_labels,
                                       seed=0, cache_dir=phantoms.cache)
     return space
 
@@ -204,22 +204,22 @@ def test_feature_cache_reads_instead_of_recomputing_and_rebuilds_damage(tmp_path
 def test_trained_encoder_is_cached_per_content_and_seed(phantoms, tmp_path, monkeypatch):
     images = F.interpolate(phantoms.images[:24], size=32, mode="area")
     labels = phantoms.real.fit_labels[:24]
-    first, _ = features.resolve_space("trained", images, labels, seed=0, cache_dir=tmp_path)
+    first, _ = space_builder.resolve_space("trained", images, labels, seed=0, cache_dir=tmp_path)
     assert first.info["objective"] == "tb-classifier+flip"
-    features._MEMO.clear()
+    space_builder._MEMO.clear()
     monkeypatch.setattr(encoder_module, "train_encoder", lambda *a, **k: pytest.fail("trained again"))
-    again, _ = features.resolve_space("trained", images.clone(), labels, seed=0, cache_dir=tmp_path)
+    again, _ = space_builder.resolve_space("trained", images.clone(), labels, seed=0, cache_dir=tmp_path)
     assert again.key == first.key
     assert torch.equal(again(images), first(images))
     with pytest.raises(pytest.fail.Exception, match="trained again"):
-        features.resolve_space("trained", images, labels, seed=1, cache_dir=tmp_path)
+        space_builder.resolve_space("trained", images, labels, seed=1, cache_dir=tmp_path)
     with pytest.raises(pytest.fail.Exception, match="trained again"):
-        features.resolve_space("trained", images, 1 - labels, seed=0, cache_dir=tmp_path)
+        space_builder.resolve_space("trained", images, 1 - labels, seed=0, cache_dir=tmp_path)
 
 
 def test_one_class_trains_the_self_supervised_objective_only(phantoms, tmp_path):
     one_class = F.interpolate(phantoms.images[:20], size=32, mode="area")
-    space, _ = features.resolve_space("trained", one_class, np.ones(20, dtype=int), seed=0,
+    space, _ = space_builder.resolve_space("trained", one_class, np.ones(20, dtype=int), seed=0,
                                       cache_dir=tmp_path)
     assert space.info["objective"] == "flip" and space.info["class_accuracy"] is None
 
@@ -237,8 +237,8 @@ def no_downloads_here(monkeypatch, tmp_path):
     """No weights anywhere, and the optional packages reported absent unless a test says so."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(features.XRV_WEIGHTS_ENV, raising=False)
-    monkeypatch.delenv(features.INCEPTION_WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(space_registry.XRV_WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(space_registry.INCEPTION_WEIGHTS_ENV, raising=False)
     installed: dict[str, object] = {}
 
     def fake_import(module):
@@ -247,42 +247,42 @@ def no_downloads_here(monkeypatch, tmp_path):
             return installed[package], ""
         return None, f"{package} is not installed"
 
-    monkeypatch.setattr(features, "_import_optional", fake_import)
-    features._MEMO.clear()
+    monkeypatch.setattr(space_builder, "_import_optional", fake_import)
+    space_builder._MEMO.clear()
     return installed
 
 
 def test_xrv_without_package_or_weights_says_what_is_missing_and_where_to_put_it(no_downloads_here):
     with pytest.raises(RxwganError) as info:
-        features.resolve_space("xrv")
+        space_builder.resolve_space("xrv")
     message = str(info.value)
     assert "\n" not in message
-    for part in ("torchxrayvision is not installed", "pip install torchxrayvision", features.XRV_WEIGHTS_FILE,
-                 "--weights PATH", features.XRV_WEIGHTS_ENV, ".torchxrayvision"):
+    for part in ("torchxrayvision is not installed", "pip install torchxrayvision", "--weights PATH",
+                 space_registry.XRV_WEIGHTS_FILE, space_registry.XRV_WEIGHTS_ENV, ".torchxrayvision"):
         assert part in message
 
 
 def test_xrv_with_package_but_no_weights_asks_only_for_the_weights(no_downloads_here, tmp_path):
     no_downloads_here["torchxrayvision"] = types.SimpleNamespace()
     with pytest.raises(RxwganError) as info:
-        features.resolve_space("xrv", weights=tmp_path / "nowhere.pt")
+        space_builder.resolve_space("xrv", weights=tmp_path / "nowhere.pt")
     message = str(info.value)
     assert "pip install" not in message
-    assert str(tmp_path / "nowhere.pt") in message and features.XRV_WEIGHTS_ENV in message
+    assert str(tmp_path / "nowhere.pt") in message and space_registry.XRV_WEIGHTS_ENV in message
 
 
 def test_inception_without_package_or_weights_says_so(no_downloads_here, monkeypatch, tmp_path):
-    monkeypatch.setenv(features.INCEPTION_WEIGHTS_ENV, str(tmp_path / "weights"))
+    monkeypatch.setenv(space_registry.INCEPTION_WEIGHTS_ENV, str(tmp_path / "weights"))
     with pytest.raises(RxwganError) as info:
-        features.resolve_space("inception")
+        space_builder.resolve_space("inception")
     message = str(info.value)
-    for part in ("pip install torch-fidelity", features.INCEPTION_WEIGHTS_FILE,
-                 features.INCEPTION_WEIGHTS_ENV, str(tmp_path / "weights")):
+    for part in ("pip install torch-fidelity", space_registry.INCEPTION_WEIGHTS_FILE,
+                 space_registry.INCEPTION_WEIGHTS_ENV, str(tmp_path / "weights")):
         assert part in message
 
 
 def test_auto_falls_back_to_trained_and_says_why(no_downloads_here, phantoms):
-    space, note = features.resolve_space("auto", phantoms.real.fit_images, phantoms.real.fit_labels,
+    space, note = space_builder.resolve_space("auto", phantoms.real.fit_images, phantoms.real.fit_labels,
                                          seed=0, cache_dir=phantoms.cache)
     assert space.name == "trained"
     assert note == "features: trained (auto: torchxrayvision is not installed)"
@@ -308,8 +308,8 @@ def test_xrv_space_loads_the_trunk_and_feeds_it_224_px_in_its_range(no_downloads
     folder.mkdir()
     save_file({"features.0.weight": weight, "features.0.bias": bias, "classifier.weight": torch.ones(18, 4)},
               str(folder / "xrv.safetensors"))
-    monkeypatch.setenv(features.XRV_WEIGHTS_ENV, str(folder / "xrv.safetensors"))
-    space, note = features.resolve_space("auto")
+    monkeypatch.setenv(space_registry.XRV_WEIGHTS_ENV, str(folder / "xrv.safetensors"))
+    space, note = space_builder.resolve_space("auto")
     assert space.name == "xrv" and note.startswith("features: xrv (auto: torchxrayvision weights found")
     images = torch.linspace(-1, 1, 2 * 32 * 32).view(2, 1, 32, 32)
     got = space(images)
@@ -388,7 +388,7 @@ def test_evaluate_generator_defaults_to_an_in_domain_space(phantoms, no_download
     real = phantoms.images[:32]
     result = evaluate_generator(generator, real, ["kid"])
     samples = sample_generator(generator, 32, 0)
-    trained, _ = features.resolve_space("trained", real, None, seed=0)  # fitted on the real images
+    trained, _ = space_builder.resolve_space("trained", real, None, seed=0)  # fitted on the real images
     assert result == {k: v for k, v in compute_metrics(real, samples, ["kid"], trained).items()
                       if isinstance(v, (int, float))}
 
@@ -457,7 +457,7 @@ def test_cli_evaluate_user_errors_are_one_line(phantoms, tmp_path, capsys, no_do
     base = ["evaluate", "--real", str(phantoms.csv), "--fake", str(phantoms.csv),
             "--cache-dir", str(phantoms.cache)]
     cases = [(["--metrics", "fid,bogus"], "unknown metric"),
-             (["--features", "xrv"], features.XRV_WEIGHTS_ENV),
+             (["--features", "xrv"], space_registry.XRV_WEIGHTS_ENV),
              (["--fold", "0"], "--n_splits"),
              (["--partition", "val"], "needs a split")]
     for extra, expected in cases:

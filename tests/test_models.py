@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
 from rxwgan.models import (
     available_models,
     build_critic,

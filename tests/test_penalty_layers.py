@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rxwgan.losses import gradient_penalty
 from rxwgan.models import build_critic
 from rxwgan.models.keras_layers import SameConv2d, SameConvTranspose2d, conv_transpose2d
 from rxwgan.models.penalty_layers import MaskReLU, conv2d, input_gradient_only
+from rxwgan.train.losses import gradient_penalty
 
 
 class PlainSameConv2d(SameConv2d):

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from rxwgan.phantoms import render_phantom, write_demo_data
-from rxwgan.errors import RxwganError
-from rxwgan.table import TABLE_COLUMNS, read_table
+from rxwgan.base.errors import RxwganError
+from rxwgan.data.phantoms import render_phantom, write_demo_data
+from rxwgan.data.table import TABLE_COLUMNS, read_table
 
 
 def folder_bytes(root: Path) -> dict[str, bytes]:

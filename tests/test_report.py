@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from rxwgan import atomic
+from rxwgan.base import atomic
+from rxwgan.base.errors import RxwganError
+from rxwgan.base.layout import RUN_SPACE_RECORD
 from rxwgan.cli import main
-from rxwgan.config import TrainConfig
-from rxwgan.splits import SplitSpec
-from rxwgan.phantoms import write_demo_data
-from rxwgan.errors import RxwganError
-from rxwgan.metrics.spaces import RUN_RECORD
-from rxwgan.report import Report, collect_runs, select_best, write_report
-from rxwgan.training import train
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.data.splits import SplitSpec
+from rxwgan.report.collect import Report, collect_runs, select_best, write_report
+from rxwgan.train.config import TrainConfig
+from rxwgan.train.loop import train
 
 # Fake evaluation metric written into the target-0 runs' histories: the smallest picks the best.
 KID = {"fold_0/target_0": 0.30, "fold_1/target_0": 0.10}
@@ -61,7 +61,7 @@ def study(tmp_path_factory) -> Path:
         history = json.loads(history_file.read_text())
         history["kid"] = [None, kid]  # computed every other epoch, like a real evaluation
         atomic.write_json(history_file, history)
-        atomic.write_json(study / path / RUN_RECORD, {"id": "trained-study-space"})  # one space
+        atomic.write_json(study / path / RUN_SPACE_RECORD, {"id": "trained-study-space"})  # one space
     return study
 
 

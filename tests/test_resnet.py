@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from rxwgan.errors import RxwganError
-from rxwgan.losses import gradient_penalty
+from rxwgan.base.errors import RxwganError
 from rxwgan.models import build_critic, build_generator, load_model, model_info, save_model
-from rxwgan.wgan_steps import has_batch_statistics
+from rxwgan.train.losses import gradient_penalty
+from rxwgan.train.steps import has_batch_statistics
 
 SIZES = {"resnet64": 64, "resnet128": 128, "resnet256": 256}
 # Parameters (all trainable) at the default width 32, generator and critic. resnet64's

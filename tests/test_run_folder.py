@@ -14,13 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import killer_script, quiet, run_config as config, tiny_model_files
-from rxwgan import folder_lock
-from rxwgan.checkpoint import KEEP, load_checkpoint, save_checkpoint
+from helpers import killer_script, quiet, tiny_model_files
+from helpers import run_config as config
+from rxwgan.base import folder_lock
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli import main
-from rxwgan.phantoms import write_demo_data
-from rxwgan.errors import RxwganError
-from rxwgan.training import train
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.train.checkpoint import KEEP, load_checkpoint, save_checkpoint
+from rxwgan.train.loop import train
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
@@ -70,7 +71,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, str]:
 
 HOLDER = """
 import sys, time
-from rxwgan import folder_lock
+from rxwgan.base import folder_lock
 with folder_lock.hold(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)
@@ -164,18 +165,18 @@ def test_run_killed_before_its_final_files_is_completed(table, straight, tmp_pat
 def test_longer_run_replaces_the_shorter_runs_final_files(table, straight, tmp_path):
     out = tmp_path / "run"
     train(config(table, out, epochs=2), log=quiet)
-    from rxwgan import training
+    from rxwgan.train import loop
 
     def die(self):
         raise KeyboardInterrupt  # the process dies between the last checkpoint and the final files
 
-    original = training.Trainer._finish
-    training.Trainer._finish = die
+    original = loop.Trainer._finish
+    loop.Trainer._finish = die
     try:
         with pytest.raises(KeyboardInterrupt):
             train(config(table, out), log=quiet)
     finally:
-        training.Trainer._finish = original
+        loop.Trainer._finish = original
     assert not (out / "generator_trained.safetensors").exists()  # never the 2-epoch file
     train(config(table, out), log=quiet)
     assert_same(final_state(out), straight)
@@ -212,10 +213,10 @@ def test_run_started_from_the_old_tools_h5_files_resumes(table, tmp_path, capsys
 
 def test_nan_in_epoch_one_then_the_same_command_starts_again(table, straight, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    from rxwgan import wgan_steps
+    from rxwgan.train import steps
 
     with monkeypatch.context() as patch:
-        patch.setattr(wgan_steps, "critic_loss", lambda r, f: torch.tensor(float("nan")))
+        patch.setattr(steps, "critic_loss", lambda r, f: torch.tensor(float("nan")))
         with pytest.raises(RxwganError, match="critic loss became nan.*no checkpoint had been written yet"):
             train(config(table, out), log=quiet)
     assert (out / "split.csv").is_file()

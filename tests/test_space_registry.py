@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from rxwgan.metrics import features, space_registry
+from rxwgan.metrics import space_builder, space_registry
 from rxwgan.metrics.space_registry import SPACES, feature_choices, features_help, fitted_space
 
 
@@ -31,18 +31,18 @@ def test_every_space_is_in_the_choices_and_the_help():
 def extra_space(monkeypatch):
     """A space added by one decorated function, removed again after the test."""
     monkeypatch.setattr(space_registry, "SPACES", dict(SPACES))
-    monkeypatch.setattr(features, "SPACES", space_registry.SPACES)
-    features._MEMO.clear()
+    monkeypatch.setattr(space_builder, "SPACES", space_registry.SPACES)
+    space_builder._MEMO.clear()
 
     @fitted_space("mean", "per-image mean intensity, for this test")
     def _mean(images, labels, seed, cache_dir, key):
         return _MeanSpace(key)
 
     yield
-    features._MEMO.clear()
+    space_builder._MEMO.clear()
 
 
-class _MeanSpace(features.FeatureSpace):
+class _MeanSpace(space_builder.FeatureSpace):
     name = "mean"
 
     def __init__(self, key):
@@ -56,7 +56,7 @@ def test_a_registered_space_is_offered_and_built_by_name(extra_space):
     assert "mean" in feature_choices() and "mean: per-image mean intensity" in features_help()
     assert space_registry.is_fitted("mean")
     images = torch.linspace(-1, 1, 4 * 8 * 8).view(4, 1, 8, 8)
-    space, note = features.resolve_space("mean", images, None, seed=3)
+    space, note = space_builder.resolve_space("mean", images, None, seed=3)
     assert note == "features: mean" and space.key.startswith("mean-") and space.key.endswith("seed3")
     assert torch.allclose(space(images), images.mean(dim=(1, 2, 3)).unsqueeze(1).double())
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from rxwgan.errors import RxwganError
-from rxwgan.splits import SplitSpec, partition
+from rxwgan.base.errors import RxwganError
+from rxwgan.data.splits import SplitSpec, partition
 
 
 def shenzhen_like_targets(n: int = 662, positives: int = 336) -> np.ndarray:

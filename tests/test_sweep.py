@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli import main
-from rxwgan.config import TrainConfig
-from rxwgan.splits import SplitSpec
-from rxwgan.phantoms import write_demo_data
-from rxwgan.errors import RxwganError
-from rxwgan.report import write_report
-from rxwgan.status_table import format_status
-from rxwgan.study import RunStatus, parse_indices, plan_runs, plan_splits, study_status, write_status
-from rxwgan.sweep import SweepOptions, run_sweep
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.data.splits import SplitSpec
+from rxwgan.report.collect import write_report
+from rxwgan.study.plan import RunStatus, parse_indices, plan_runs, plan_splits, study_status, write_status
+from rxwgan.study.status import format_status
+from rxwgan.study.sweep import SweepOptions, run_sweep
+from rxwgan.train.config import TrainConfig
 
 
 def quiet(_: str) -> None:
@@ -62,7 +62,7 @@ def history(folder: Path) -> dict:
 def local_ray():
     import ray
 
-    from rxwgan.sweep import start_local_ray
+    from rxwgan.study.sweep import start_local_ray
 
     start_local_ray(num_cpus=2)
     yield

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rxwgan.errors import RxwganError
-from rxwgan.table import build_table, parse_clinical_text, read_table
 from helpers import write_png
+from rxwgan.base.errors import RxwganError
+from rxwgan.data.table import build_table, parse_clinical_text, read_table
 
 
 def test_reads_users_table_with_leading_index(make_table):

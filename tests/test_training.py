@@ -12,11 +12,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import killer_script, quiet, run_config as config
-from rxwgan.phantoms import write_demo_data
-from rxwgan.errors import RxwganError
-from rxwgan.artefacts import HISTORY_KEYS
-from rxwgan.training import train
+from helpers import killer_script, quiet
+from helpers import run_config as config
+from rxwgan.base.errors import RxwganError
+from rxwgan.base.layout import HISTORY_KEYS
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.train.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +156,9 @@ def test_resume_flag_needs_a_checkpoint(demo_table, tmp_path):
 
 def test_nan_loss_stops_with_message_and_keeps_checkpoint(demo_table, tmp_path, monkeypatch):
     train(config(demo_table, tmp_path / "run", epochs=1), log=quiet)
-    from rxwgan import wgan_steps
+    from rxwgan.train import steps
 
-    monkeypatch.setattr(wgan_steps, "critic_loss", lambda r, f: torch.tensor(float("nan")))
+    monkeypatch.setattr(steps, "critic_loss", lambda r, f: torch.tensor(float("nan")))
     with pytest.raises(RxwganError, match=r"epoch 2, batch 1: the critic loss became nan.*epoch 1"):
         train(config(demo_table, tmp_path / "run", epochs=2), log=quiet)
     assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["epoch"] == 1

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from helpers import quiet, run_config
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli import main
-from rxwgan.errors import RxwganError
+from rxwgan.data.phantoms import write_demo_data
 from rxwgan.models import load_model
-from rxwgan.phantoms import write_demo_data
-from rxwgan.training import train
+from rxwgan.train.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_generate_uses_the_moving_average_unless_raw(table, tmp_path, capsys):
     settings = {name: json.loads((tmp_path / name / "synthetic.json").read_text()) for name in ("ema", "raw")}
     assert (settings["ema"]["weights"], settings["raw"]["weights"]) == ("ema", "raw")
     assert settings["ema"]["precision"] == "fp32"  # auto on a CPU: the same bytes as always
-    from rxwgan.synthesis import load_generator, synthetic_images
+    from rxwgan.synth.sampling import load_generator, synthetic_images
 
     images = {w: synthetic_images(load_generator(out / "generator_trained", weights=w)[0], range(3))
               for w in ("ema", "raw")}

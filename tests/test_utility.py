@@ -10,18 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rxwgan.classifier import ClassifierSettings
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli import main
-from rxwgan.config import TrainConfig
-from rxwgan.errors import RxwganError
-from rxwgan.phantoms import write_demo_data
-from rxwgan.report import write_report
-from rxwgan.splits import SplitSpec
-from rxwgan.table import read_table
-from rxwgan.training import train
-from rxwgan.utility import UtilityOptions, run_utility
-from rxwgan.utility_plan import UtilitySettings, study_folds
-from rxwgan.utility_task import run_task
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.data.splits import SplitSpec
+from rxwgan.data.table import read_table
+from rxwgan.report.collect import write_report
+from rxwgan.train.config import TrainConfig
+from rxwgan.train.loop import train
+from rxwgan.utility.classifier import ClassifierSettings
+from rxwgan.utility.driver import UtilityOptions, run_utility
+from rxwgan.utility.plan import UtilitySettings, study_folds
+from rxwgan.utility.task import run_task
 
 SETTINGS = UtilitySettings(repeats=1, control="swapped",
                            classifier=ClassifierSettings(size=32, max_epochs=2, patience=1))
@@ -114,14 +114,15 @@ def test_the_report_shows_the_summary_and_the_roc_figure(study, tmp_path):
 def test_swapped_labels_score_below_real_with_a_generator_that_draws_real_phantoms(tmp_path, monkeypatch):
     """The control can fail: with synthetic images that are real phantoms of the generator's
     class, real+synth helps or keeps AUC, and swapping their labels must pull it down."""
-    import rxwgan.utility_task as task_module
-    from rxwgan.utility_plan import UtilityTask
+    import rxwgan.utility.task as task_module
+    from rxwgan.utility.plan import UtilityTask
 
     table = write_demo_data(tmp_path / "data", n_images=100, size=32, seed=11)
     _train_study(table, tmp_path / "study", (0,))
     pool = write_demo_data(tmp_path / "pool", n_images=80, size=32, seed=12)
-    from rxwgan.cache import ImageCache
     import torch
+
+    from rxwgan.data.cache import ImageCache
 
     pool_table = read_table(pool)
     images = torch.from_numpy(ImageCache().load_rows(pool_table, 32, progress=False))

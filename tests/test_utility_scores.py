@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rxwgan.errors import RxwganError
-from rxwgan.utility_scores import paired_comparison, score_predictions, summarise
+from rxwgan.base.errors import RxwganError
+from rxwgan.utility.scores import paired_comparison, score_predictions, summarise
 
 T_975_DF2 = 4.302652729911275  # two-sided 95 % quantile of Student's t with 2 degrees of freedom
 

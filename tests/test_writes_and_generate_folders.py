@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from helpers import tiny_model_files
-from rxwgan import atomic, folder_lock
+from rxwgan.base import atomic, folder_lock
+from rxwgan.base.errors import RxwganError
+from rxwgan.base.plots import save_curves, save_grid
 from rxwgan.cli import main
-from rxwgan.errors import RxwganError
-from rxwgan.generate import generate
-from rxwgan.plots import save_curves, save_grid
-from rxwgan.report import plot_bands
+from rxwgan.report.collect import plot_bands
+from rxwgan.synth.generate import generate
 
 
 @pytest.fixture(scope="module")

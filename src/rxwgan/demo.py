@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from rxwgan.cache import ImageCache
-from rxwgan.config import TrainConfig
+from rxwgan.base.layout import REPORT_FOLDER, SYNTHETIC_GRID
+from rxwgan.data.cache import ImageCache
+from rxwgan.data.phantoms import write_demo_data
+from rxwgan.data.splits import partition
+from rxwgan.data.table import read_table
 from rxwgan.models import model_info
-from rxwgan.phantoms import write_demo_data
-from rxwgan.splits import partition
-from rxwgan.table import read_table
-from rxwgan.training import Log, train
+from rxwgan.train.config import TrainConfig
+from rxwgan.train.loop import Log, train
+
 
 @dataclass
 class DemoSettings:
@@ -89,11 +91,11 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
         f"{configs[0].output} and {configs[1].output}")
     _train_side_by_side(configs, log)
 
-    from rxwgan.report import write_report
+    from rxwgan.report.collect import write_report
 
     results = {config.target: _synthesise_and_score(out, config, settings, log) for config in configs}
     utility = _utility(out, settings, log)
-    report = write_report(out, out / "report")
+    report = write_report(out, out / REPORT_FOLDER)
     log(f"[7/7] report: {report.html} (and {report.markdown.name})")
     for target, (grid, c2st, n) in results.items():
         log(f"target {target}: samples {grid}; two-sample test accuracy {c2st:.3f} on {n} real vs {n} "
@@ -107,9 +109,9 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
 
 def _utility(out: Path, settings: DemoSettings, log: Log):
     """``rxwgan utility`` on the demo's fold, short: the classifier with and without synthetic data."""
-    from rxwgan.classifier import ClassifierSettings
-    from rxwgan.utility import UtilityOptions, run_utility
-    from rxwgan.utility_plan import UtilitySettings
+    from rxwgan.utility.classifier import ClassifierSettings
+    from rxwgan.utility.driver import UtilityOptions, run_utility
+    from rxwgan.utility.plan import UtilitySettings
 
     utility_settings = UtilitySettings(repeats=settings.utility_repeats, control="swapped",
                                        classifier=ClassifierSettings(max_epochs=settings.utility_epochs))
@@ -158,11 +160,11 @@ def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings
     """
     import torch
 
-    from rxwgan import atomic
-    from rxwgan.generate import generate
-    from rxwgan.memorisation import summary_line
+    from rxwgan.base import atomic
+    from rxwgan.base.plots import save_grid
     from rxwgan.metrics import compute_metrics
-    from rxwgan.plots import save_grid
+    from rxwgan.synth.generate import generate
+    from rxwgan.synth.memorisation import summary_line
 
     target, size = config.target, model_info(settings.model).image_size
     folder = out / f"synthetic_target_{target}"
@@ -182,6 +184,6 @@ def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings
         f"{validation['kl_rr']:.3f}), written to {folder / 'evaluation.json'}")
     log(f"      target {target}: {summary_line(result.memorisation)}; closest pairs "
         f"{result.memorisation['pairs']}; card {result.card}")
-    grid = folder / "samples.png"
+    grid = folder / SYNTHETIC_GRID
     save_grid(fake[:25], grid)
     return grid, float(scores["c2st_accuracy"]), int(scores["c2st_n"])

@@ -38,7 +38,7 @@ def create_models_main(argv: Sequence[str] | None = None) -> int:
 
 def run_wgangp_main(argv: Sequence[str] | None = None) -> int:
     """The old tool's ``run_wgangp.py``, every flag accepted."""
-    from rxwgan.config import KERAS_MODEL
+    from rxwgan.train.config import KERAS_MODEL
 
     parser = OneLineParser(prog="run_wgangp.py")
     train.add_train_flags(parser)

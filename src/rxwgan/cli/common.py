@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
 
 EXIT_USAGE = 2
 
@@ -33,7 +33,7 @@ def add_table_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_split_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
     """--fold/--n_splits (k-fold), --test/--sort (the old 10x10 scheme) and --split-seed."""
-    from rxwgan.splits import DEFAULT_N_SPLITS
+    from rxwgan.data.splits import DEFAULT_N_SPLITS
 
     parser.add_argument("--fold", type=int, help=f"{what}k-fold scheme: the validation fold")
     parser.add_argument("--n_splits", "--n-splits", dest="n_splits", type=int,
@@ -44,7 +44,7 @@ def add_split_flags(parser: argparse.ArgumentParser, what: str = "") -> None:
 
 
 def add_split_seed_flag(parser: argparse.ArgumentParser) -> None:
-    from rxwgan.splits import DEFAULT_SEED
+    from rxwgan.data.splits import DEFAULT_SEED
 
     parser.add_argument("--split-seed", "--split_seed", dest="split_seed", type=int, default=DEFAULT_SEED,
                         help=f"seed that shuffles the folds (default {DEFAULT_SEED}, the old tool's)")
@@ -52,7 +52,7 @@ def add_split_seed_flag(parser: argparse.ArgumentParser) -> None:
 
 def split_spec(args: argparse.Namespace, default_fold: bool = True):
     """The partition the flags name (k-fold 0 of 5 when none, if ``default_fold``), checked."""
-    from rxwgan.splits import SplitSpec
+    from rxwgan.data.splits import SplitSpec
 
     values = {"fold": args.fold, "n_splits": args.n_splits, "test": args.test, "sort": args.sort,
               "seed": args.split_seed}

@@ -8,15 +8,21 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from rxwgan.cli.common import (EXIT_USAGE, OneLineParser, add_split_flags, add_table_flags,
-                               refuse_existing, split_spec)
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
+from rxwgan.cli.common import (
+    EXIT_USAGE,
+    OneLineParser,
+    add_split_flags,
+    add_table_flags,
+    refuse_existing,
+    split_spec,
+)
 
 
 def cmd_table_check(args: argparse.Namespace) -> int:
-    from rxwgan.cache import ImageCache
-    from rxwgan.images import check_bit_depth
-    from rxwgan.table import read_rows, validate
+    from rxwgan.data.cache import ImageCache
+    from rxwgan.data.images import check_bit_depth
+    from rxwgan.data.table import read_rows, validate
 
     check_bit_depth(args.bit_depth)
     table = read_rows(Path(args.table), args.path_column, args.target_column)
@@ -53,7 +59,7 @@ def cmd_table_check(args: argparse.Namespace) -> int:
 
 
 def cmd_table_build(args: argparse.Namespace) -> int:
-    from rxwgan.table import build_table
+    from rxwgan.data.table import build_table
 
     out = Path(args.output)
     refuse_existing(out, args.overwrite)
@@ -76,8 +82,8 @@ def _parse_classes(text: str) -> dict[str, int]:
 
 
 def cmd_table_split(args: argparse.Namespace) -> int:
-    from rxwgan.splits import partition
-    from rxwgan.table import read_table
+    from rxwgan.data.splits import partition
+    from rxwgan.data.table import read_table
 
     spec = split_spec(args, default_fold=False)
     table = read_table(args.table, args.path_column, args.target_column, check_files=False)
@@ -100,8 +106,8 @@ def _describe_partition(targets, parts) -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from rxwgan.cache import ImageCache
-    from rxwgan.table import read_table
+    from rxwgan.data.cache import ImageCache
+    from rxwgan.data.table import read_table
 
     table = read_table(args.table, args.path_column, args.target_column)
     cache = ImageCache(args.cache_dir)
@@ -114,7 +120,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from rxwgan.phantoms import write_demo_data
+    from rxwgan.data.phantoms import write_demo_data
 
     out = Path(args.output)
     refuse_existing(out / "table.csv", args.overwrite)

@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli.common import add_table_flags, refuse_existing
-from rxwgan.errors import RxwganError
 from rxwgan.metrics.space_registry import SPACES, feature_choices, features_help, pretrained_names
 
 _SPREAD = {"kid": "kid_std"}
@@ -22,10 +22,10 @@ DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "hist")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rxwgan import atomic
-    from rxwgan.devices import resolve_device
+    from rxwgan.base import atomic
+    from rxwgan.base.devices import resolve_device
     from rxwgan.metrics import compute_metrics, versions
-    from rxwgan.synthesis import generation_precision
+    from rxwgan.synth.sampling import generation_precision
 
     out = Path(args.json) if args.json else None
     if out is not None:
@@ -54,11 +54,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
     """``--memorisation RUN``: the run's generator (or --fake) against its own rows."""
-    from rxwgan import atomic
-    from rxwgan.devices import resolve_device
-    from rxwgan.memorisation import PAIRS_FILE, check_memorisation, format_memorisation, write_record
+    from rxwgan.base import atomic
+    from rxwgan.base.devices import resolve_device
+    from rxwgan.base.layout import MEMORISATION_PAIRS
     from rxwgan.metrics import versions
-    from rxwgan.run_info import read_run
+    from rxwgan.synth.memorisation import check_memorisation, format_memorisation, write_record
+    from rxwgan.train.run_info import read_run
 
     taken = {"--real": args.real, "--metrics": args.metrics, "--fold": args.fold, "--n_splits": args.n_splits,
              "--test": args.test, "--sort": args.sort, "--target": args.target}
@@ -68,7 +69,7 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
                           f"drop {', '.join(given)}")
     run = read_run(args.memorisation)
     fake = args.fake or str(run.folder / "generator_trained.safetensors")
-    pairs = Path(args.pairs) if args.pairs else run.folder / PAIRS_FILE
+    pairs = Path(args.pairs) if args.pairs else run.folder / MEMORISATION_PAIRS
     if args.pairs:
         refuse_existing(pairs, args.overwrite)
     features = None if args.features == "auto" else args.features
@@ -85,7 +86,7 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
 
 def _table_options(args: argparse.Namespace) -> dict[str, Any]:
     """Row selection for a table ``--real``; only what the user set, so other sets refuse it."""
-    from rxwgan.splits import SplitSpec
+    from rxwgan.data.splits import SplitSpec
 
     options: dict[str, Any] = {}
     if any(v is not None for v in (args.fold, args.n_splits, args.test, args.sort)):
@@ -109,7 +110,7 @@ def _numbers(result: dict[str, Any]) -> dict[str, float]:
 
 def format_report(result: dict[str, Any]) -> str:
     """The terminal table: value, spread where there is one, and the sizes behind each number."""
-    from rxwgan.divergences import DIVERGENCE_KEYS
+    from rxwgan.base.layout import DIVERGENCE_KEYS
 
     lines = [f"real:     {result['sets']['real']['label']}",
              f"fake:     {result['sets']['fake']['label']}"]

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli.common import add_table_flags
-from rxwgan.errors import RxwganError
 
-FORMAT_CHOICES = ("png", "png16", "npy")  # rxwgan.generate.FORMATS, without importing torch here
+FORMAT_CHOICES = ("png", "png16", "npy")  # rxwgan.synth.generate.FORMATS, without importing torch here
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from rxwgan.generate import MIXED_FILE, generate, synthetic_needed
-    from rxwgan.table import read_table
+    from rxwgan.base.layout import MIXED_TABLE
+    from rxwgan.data.table import read_table
+    from rxwgan.synth.generate import generate, synthetic_needed
 
     real = None
     if args.mix is None and args.ratio is not None:
@@ -36,10 +37,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
           f"({result.written} written, {result.kept} kept from an earlier run{rate})")
     if real is not None and result.mixed is not None:
         counts = result.mixed.groupby([real.target_column, "synthetic"]).size()
-        print(f"wrote {Path(args.output) / MIXED_FILE}: " + ", ".join(
+        print(f"wrote {Path(args.output) / MIXED_TABLE}: " + ", ".join(
             f"target {t}: {count} {'synthetic' if s else 'real'}" for (t, s), count in counts.items()))
     if result.memorisation is not None:
-        from rxwgan.memorisation import summary_line
+        from rxwgan.synth.memorisation import summary_line
 
         print(summary_line(result.memorisation))
         print(f"closest pairs: {result.memorisation['pairs']}")
@@ -52,7 +53,7 @@ def _ratio(args: argparse.Namespace) -> float:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rxwgan.export import export_onnx
+    from rxwgan.synth.export import export_onnx
 
     result = export_onnx(args.generator, args.onnx, overwrite=args.overwrite, opset=args.opset,
                          weights="raw" if args.raw else "ema")

@@ -7,13 +7,13 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli.common import add_split_seed_flag
 from rxwgan.cli.train import add_loop_flags, add_model_flags, train_config
-from rxwgan.errors import RxwganError
 
 if TYPE_CHECKING:
-    from rxwgan.config import TrainConfig
-    from rxwgan.study import RunPlan
+    from rxwgan.study.plan import RunPlan
+    from rxwgan.train.config import TrainConfig
 
 
 def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
 
 def sweep_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[RunPlan]]:
     """The base config and the runs the flags ask for."""
-    from rxwgan.study import parse_indices, plan_runs, plan_splits
+    from rxwgan.study.plan import parse_indices, plan_runs, plan_splits
 
     for flag in ("input", "output"):
         if not getattr(args, flag):
@@ -79,12 +79,12 @@ def sweep_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[RunPlan]]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     if args.status:  # the study's files alone: no Ray needed
-        from rxwgan.status_table import format_status
-        from rxwgan.study import study_status
+        from rxwgan.study.plan import study_status
+        from rxwgan.study.status import format_status
 
         print(format_status(study_status(args.status)))
         return 0
-    from rxwgan.sweep import SweepOptions, run_sweep
+    from rxwgan.study.sweep import SweepOptions, run_sweep
 
     base, runs = sweep_plan(args)
     for flag in ("max_concurrent", "cpus_per_run", "max_retries"):
@@ -109,7 +109,7 @@ def add_report_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from rxwgan.report import write_report
+    from rxwgan.report.collect import write_report
 
     report = write_report(args.study, args.output, select=args.select)
     print(f"wrote {report.html} ({len(report.runs)} runs"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rxwgan.base.errors import RxwganError
 from rxwgan.cli.common import add_split_flags, add_table_flags, refuse_existing, split_spec
 from rxwgan.cli.data import add_bit_depth_flag
-from rxwgan.errors import RxwganError
 
 
 def cmd_create_models(args: argparse.Namespace) -> int:
     import torch
 
-    from rxwgan.folder_lock import check_writable_folder
+    from rxwgan.base.folder_lock import check_writable_folder
     from rxwgan.models import build_critic, build_generator, save_model
 
     out = Path(args.output)
@@ -32,7 +32,7 @@ def cmd_create_models(args: argparse.Namespace) -> int:
 
 
 def add_create_flags(parser: argparse.ArgumentParser, default_output: str | None) -> None:
-    from rxwgan.config import KERAS_MODEL
+    from rxwgan.train.config import KERAS_MODEL
 
     parser.add_argument("--model", default=KERAS_MODEL, help=f"architecture name (default {KERAS_MODEL}, "
                         "the old tool's)")
@@ -67,7 +67,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """Which networks a run starts from (shared with ``sweep``)."""
-    from rxwgan.config import DEFAULT_MODEL
+    from rxwgan.train.config import DEFAULT_MODEL
 
     parser.add_argument("-g", "--generator", help="generator file to start from (.safetensors or old .h5)")
     parser.add_argument("-c", "--critic", help="critic file to start from (.safetensors or old .h5)")
@@ -76,7 +76,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_init_flag(parser: argparse.ArgumentParser) -> None:
-    from rxwgan.config import INITS
+    from rxwgan.train.config import INITS
 
     parser.add_argument("--init", choices=INITS, default=_default("init"),
                         help="initialisation of fresh networks: standard (default; tanh not saturated) "
@@ -85,8 +85,8 @@ def add_init_flag(parser: argparse.ArgumentParser) -> None:
 
 def augment_policy(text: str) -> str:
     """argparse type for --augment: the policy in canonical form, or the flag's error."""
-    from rxwgan.augment import parse_policy
-    from rxwgan.errors import RxwganError
+    from rxwgan.base.errors import RxwganError
+    from rxwgan.train.augment import parse_policy
 
     try:
         return ",".join(parse_policy(text))
@@ -96,15 +96,15 @@ def augment_policy(text: str) -> str:
 
 def _default(name: str):
     """TrainConfig's default for a field: the single source of every default."""
-    from rxwgan.config import TrainConfig
+    from rxwgan.train.config import TrainConfig
 
     return TrainConfig.default(name)
 
 
 def add_loop_flags(parser: argparse.ArgumentParser) -> None:
     """How a run trains, the same for every run of a study (shared with ``sweep``)."""
-    from rxwgan.config import PRECISIONS
     from rxwgan.metrics.space_registry import feature_choices, features_help
+    from rxwgan.train.config import PRECISIONS
 
     def number(name: str, *flags: str, kind: type = int, **options) -> None:
         options.setdefault("help", "")
@@ -158,8 +158,8 @@ def add_loop_flags(parser: argparse.ArgumentParser) -> None:
 
 def training_batch_size(text: str) -> int:
     """argparse type for --batch_size: refused at parse time, naming the flag."""
-    from rxwgan.config import check_batch_size
-    from rxwgan.errors import RxwganError
+    from rxwgan.base.errors import RxwganError
+    from rxwgan.train.config import check_batch_size
 
     try:
         value = int(text)
@@ -172,7 +172,7 @@ def training_batch_size(text: str) -> int:
 
 
 def train_config(args: argparse.Namespace):
-    from rxwgan.config import TrainConfig
+    from rxwgan.train.config import TrainConfig
 
     values = {name: getattr(args, name) for name in TrainConfig.__dataclass_fields__ if hasattr(args, name)}
     values["betas"] = tuple(values["betas"])
@@ -183,7 +183,7 @@ def train_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rxwgan.training import train
+    from rxwgan.train.loop import train
 
     result = train(train_config(args))
     return 130 if result.interrupted else 0

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
 
 
 def cmd_utility(args: argparse.Namespace) -> int:
     if args.status:
-        from rxwgan.utility import utility_status
+        from rxwgan.utility.driver import utility_status
 
         print(utility_status(args.study))
         return 0
-    from rxwgan.classifier import ClassifierSettings
-    from rxwgan.utility import UtilityOptions, comparison_line, run_utility
-    from rxwgan.utility_plan import UtilitySettings
+    from rxwgan.utility.classifier import ClassifierSettings
+    from rxwgan.utility.driver import UtilityOptions, comparison_line, run_utility
+    from rxwgan.utility.plan import UtilitySettings
 
     for flag in ("cpus_per_task", "workers", "epochs", "size"):
         value = getattr(args, flag)
@@ -52,7 +52,7 @@ def _folds(text: str | None) -> list[str] | None:
     """Split names (fold_0, test_1_sort_2), or k-fold numbers such as 0-2."""
     if text is None:
         return None
-    from rxwgan.study import parse_indices
+    from rxwgan.study.plan import parse_indices
 
     parts = [part.strip() for part in text.split(",") if part.strip()]
     if all(part.replace("-", "").isdigit() for part in parts):

@@ -3,8 +3,8 @@
 One entry point, ``compute_metrics(real, fake, metrics=[...], features=...) -> dict``, in
 the spirit of torch-fidelity; ``evaluate_generator`` is its fast form for the training
 loop. Sets may be tables, folders of images, generator files or tensors
-(``rxwgan.metrics.sources``), metrics are registered by name (``registry``), feature
-spaces registered by name (``space_registry``) and built by ``features``, and the real
+(``rxwgan.metrics.sources``), metrics are registered by name (``metric_registry``), feature
+spaces registered by name (``space_registry``) and built by ``space_builder``, and the real
 set's features are cached by content (``stats_cache``).
 
 Every result carries its sample sizes and feature space, and notes where a number is
@@ -29,7 +29,7 @@ __all__ = [
 ]
 # Imported on first use: reading the space registry (as the CLI does) must not import torch.
 _LAZY = {"compute_metrics": "compute", "evaluate_generator": "compute", "versions": "compute",
-         "DEFAULT_METRICS": "registry", "available_metrics": "registry"}
+         "DEFAULT_METRICS": "metric_registry", "available_metrics": "metric_registry"}
 FEATURE_SPACES = space_names()
 
 

@@ -16,12 +16,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rxwgan.errors import RxwganError
-from rxwgan.metrics.distances import HIST_MAX_IMAGES, KID_SUBSETS, NEAREST_K
-from rxwgan.metrics.features import FeatureSpace, resolve_space
-from rxwgan.metrics.registry import DEFAULT_METRICS, MetricInputs, resolve_metrics
-from rxwgan.metrics.sources import (DEFAULT_SIZE, ImageSet, load_images, native_size, sample_generator,
-                                    tensor_images)
+from rxwgan.base.errors import RxwganError
+from rxwgan.metrics.feature_distances import HIST_MAX_IMAGES, KID_SUBSETS, NEAREST_K
+from rxwgan.metrics.metric_registry import DEFAULT_METRICS, MetricInputs, resolve_metrics
+from rxwgan.metrics.sources import (
+    DEFAULT_SIZE,
+    ImageSet,
+    load_images,
+    native_size,
+    sample_generator,
+    tensor_images,
+)
+from rxwgan.metrics.space_builder import FeatureSpace, resolve_space
 from rxwgan.metrics.space_registry import is_fitted
 from rxwgan.metrics.stats_cache import FeatureCache, images_md5
 
@@ -197,7 +203,7 @@ def evaluate_generator(
     ``n`` samples (default: as many as there are real images) from fixed latents
     (``seed``); the generator's train/eval mode and every global generator (CPU and CUDA)
     are left as found: the metrics draw only from generators of their own. ``features``:
-    the run's space (``rxwgan.metrics.spaces.run_space``); a name fits ``trained`` on
+    the run's space (``rxwgan.metrics.space_per_study.run_space``); a name fits ``trained`` on
     ``real_images`` themselves. The real images' features are cached by the MD5 of their
     pixels, hashed at every call: a set that changes under the same caller is never
     mistaken for the old one. A generator whose samples are not finite gets NaN for

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rxwgan.cache import ImageCache
-from rxwgan.devices import autocast
-from rxwgan.errors import RxwganError
+from rxwgan.base.devices import autocast
+from rxwgan.base.errors import RxwganError
+from rxwgan.data.cache import ImageCache
+from rxwgan.data.table import IMAGE_SUFFIXES, read_table
 from rxwgan.models.files import MODEL_SUFFIXES, file_sha256, resolve_model_path
-from rxwgan.table import IMAGE_SUFFIXES, read_table
 
 PARTITIONS = ("train", "val", "test", "all")
 DEFAULT_SIZE = 128
@@ -177,7 +177,7 @@ def table_images(csv: str | Path, size: int, *, split=None, partition: str | Non
     ``partition`` defaults to ``val`` with a split and ``all`` without. Every row of the
     table is loaded too (``fit_images``): the trained space is fitted on all of them.
     """
-    from rxwgan.splits import partition as split_rows
+    from rxwgan.data.splits import partition as split_rows
 
     table = read_table(csv, path_column, target_column, target=target)
     partition = partition or ("val" if split is not None else "all")
@@ -224,6 +224,6 @@ def _pick(found: ImageSet, n: int, seed: int) -> ImageSet:
 
 
 def _to_size(images: Tensor, size: int) -> Tensor:
-    from rxwgan.metrics.features import resize
+    from rxwgan.metrics.space_types import resize
 
     return resize(images, size)

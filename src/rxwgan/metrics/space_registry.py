@@ -2,7 +2,7 @@
 
 A space is either *fitted* on real images (``trained``, ``random``) or *pretrained* (a
 published network whose weights file the user supplies: ``xrv``, ``inception``). The
-decorators record what ``rxwgan.metrics.features`` needs to build one (its optional
+decorators record what ``rxwgan.metrics.space_builder`` needs to build one (its optional
 package, where its weights are looked for) and what the CLI shows (``feature_choices``,
 ``features_help``). ``auto`` is not a space but a rule over ``AUTO_ORDER``.
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor, nn
 
-    from rxwgan.metrics.features import FeatureSpace
+    from rxwgan.metrics.space_types import FeatureSpace
 
 AUTO = "auto"
 # auto: the first usable pretrained space of these, else the last (fitted, so always usable).
@@ -142,7 +142,7 @@ def _xrv(package: ModuleType, path: Path) -> tuple[nn.Module, Extract]:
     model's [-1024, 1024] and resized to 224 px, one channel."""
     import torch.nn.functional as F
 
-    from rxwgan.metrics.features import resize
+    from rxwgan.metrics.space_types import resize
 
     def extract(model: nn.Module, batch: Tensor) -> Tensor:
         maps = F.relu(model.features(resize(batch * XRV_RANGE, XRV_SIZE)))
@@ -162,7 +162,7 @@ def _load_densenet_trunk(model: nn.Module, path: Path) -> None:
     import torch
     from torch import nn
 
-    from rxwgan.errors import RxwganError
+    from rxwgan.base.errors import RxwganError
 
     try:
         if path.suffix == ".safetensors":
@@ -215,7 +215,7 @@ def _trained(images: Tensor, labels: np.ndarray | None, seed: int, cache_dir: st
     import dataclasses
 
     from rxwgan.metrics import encoder as enc
-    from rxwgan.metrics.features import EncoderSpace
+    from rxwgan.metrics.space_types import EncoderSpace
     from rxwgan.metrics.stats_cache import encoder_path, load_state, save_state
 
     size = int(images.shape[-1])
@@ -226,14 +226,16 @@ def _trained(images: Tensor, labels: np.ndarray | None, seed: int, cache_dir: st
         network = enc.seeded_encoder(int(info.get("n_classes", 2)), 0)  # weights loaded below
         try:
             network.load_state_dict(state)
-            return EncoderSpace("trained", network, size, key, {**info, "cached": str(path)})
+            return EncoderSpace("trained", network, size, key, {**info, "cached": str(path)},
+                        SPACES["trained"].description)
         except RuntimeError:
             pass  # a damaged or foreign file: train again and replace it
     network, training = enc.train_encoder(images, labels, seed)
     info = {"seed": seed, "size": size, "version": enc.ENCODER_VERSION,
             "n_classes": network.class_head.out_features, **dataclasses.asdict(training)}
     save_state(path, network.state_dict(), info)
-    return EncoderSpace("trained", network, size, key, {**info, "cached": str(path)})
+    return EncoderSpace("trained", network, size, key, {**info, "cached": str(path)},
+                        SPACES["trained"].description)
 
 
 @fitted_space("random", "untrained seeded encoder, for tests and gross failures only")
@@ -241,7 +243,8 @@ def _random(images: Tensor, labels: np.ndarray | None, seed: int, cache_dir: str
             key: str) -> FeatureSpace:
     """The same encoder untrained (seeded), standardised on the real set: nothing learned."""
     from rxwgan.metrics import encoder as enc
-    from rxwgan.metrics.features import EncoderSpace
+    from rxwgan.metrics.space_types import EncoderSpace
 
     info = {"seed": seed, "fitted_on": len(images), "trained": False}
-    return EncoderSpace("random", enc.random_encoder(images, seed), int(images.shape[-1]), key, info)
+    return EncoderSpace("random", enc.random_encoder(images, seed), int(images.shape[-1]), key, info,
+                        SPACES["random"].description)

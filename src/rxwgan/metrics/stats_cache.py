@@ -21,8 +21,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from rxwgan.atomic import atomic_path
-from rxwgan.cache import CACHE_ENV
+from rxwgan.base.atomic import atomic_path
+from rxwgan.data.cache import CACHE_ENV
 
 FEATURES_VERSION = 1
 

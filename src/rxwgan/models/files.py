@@ -21,8 +21,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 import rxwgan
-from rxwgan.atomic import atomic_path
-from rxwgan.errors import RxwganError
+from rxwgan.base.atomic import atomic_path
+from rxwgan.base.errors import RxwganError
 from rxwgan.models import registry
 from rxwgan.models.keras_import import is_keras_h5, load_keras_model
 

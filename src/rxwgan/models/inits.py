@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
 
 INITS = ("standard", "keras")
 TANH_INPUT_GAIN = 0.5

@@ -18,10 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
 from rxwgan.models.inits import checked_init, init_like_keras, init_tanh_output
-from rxwgan.models.keras_layers import (BN_EPS, BN_MOMENTUM, LEAKY_SLOPE, Dropout, SameConv2d,
-                                        SameConvTranspose2d)
+from rxwgan.models.keras_layers import (
+    BN_EPS,
+    BN_MOMENTUM,
+    LEAKY_SLOPE,
+    Dropout,
+    SameConv2d,
+    SameConvTranspose2d,
+)
 from rxwgan.models.penalty_layers import MaskReLU
 from rxwgan.models.registry import register
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
 from rxwgan.models import registry
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

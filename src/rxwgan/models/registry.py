@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from torch import nn
 
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
 
 ROLES = ("generator", "critic")
 

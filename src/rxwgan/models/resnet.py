@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rxwgan.errors import RxwganError
+from rxwgan.base.errors import RxwganError
 from rxwgan.models.inits import checked_init, init_like_keras, init_tanh_output
 from rxwgan.models.registry import register
 

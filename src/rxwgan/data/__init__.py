@@ -1,0 +1,1 @@
+"""The users' table, its images decoded once, and the folds: everything before a model."""

@@ -1,0 +1,1 @@
+"""A study's tables, figures and pages, read from its files."""

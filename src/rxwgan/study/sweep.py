@@ -1,0 +1,335 @@
+"""A whole study at once: one training run per (fold, target), side by side on Ray.
+
+This is the driver, the one module that talks to Ray. Each run is exactly ``rxwgan
+train`` with that fold and target, in ``STUDY/<split>/target_<t>/``, done by
+``rxwgan.study.worker.train_task`` as a Ray task; a task whose process dies is retried
+by Ray and ``train`` resumes from the run folder's checkpoint, so no finished epoch is
+lost. A run that stops on an RxwganError (bad settings, a NaN loss) is not retried: it is
+marked failed with its message and the other runs go on. Everything the status table
+(``rxwgan.study.status``) shows is read back from the run folders (``rxwgan.study.plan``), so
+another shell (``rxwgan sweep --status``) sees what the driver sees, without Ray, and the
+same sweep started again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rxwgan.base import atomic
+from rxwgan.base.errors import RxwganError, first_line
+from rxwgan.base.extras import require
+from rxwgan.base.json_files import read_json
+from rxwgan.data.splits import SplitSpec
+from rxwgan.study.plan import STATUS_FILE, SWEEP_FILE, RunPlan, is_finished, planned_epochs, write_status
+from rxwgan.study.status import LiveTable, Log
+from rxwgan.study.worker import train_task
+from rxwgan.train.config import TrainConfig
+
+# Exceptions a second attempt can cure (a full disk freed, a flaky network share, a GPU
+# shared with another job); anything else that is not an RxwganError is a bug to report.
+RETRIED_EXCEPTIONS: tuple[type[BaseException], ...] = (OSError, MemoryError)
+
+
+@dataclass
+class SweepOptions:
+    """Where and how wide the runs go; None means "decide from the cluster"."""
+
+    address: str | None = None
+    gpus_per_run: float | None = None
+    cpus_per_run: int | None = None
+    max_concurrent: int | None = None
+    max_retries: int = 3
+    refresh: float | None = None  # seconds between status tables (2 on a terminal, else 30)
+    num_cpus: int | None = None  # local instance only: CPUs Ray may use (default: all)
+
+
+@dataclass
+class SweepResult:
+    """How each run of one ``run_sweep`` call ended."""
+
+    study: Path
+    states: dict[str, str] = field(default_factory=dict)  # run path -> final state
+    errors: dict[str, str] = field(default_factory=dict)  # run path -> why it failed
+    skipped: list[str] = field(default_factory=list)  # already finished before this sweep
+
+    @property
+    def ok(self) -> bool:
+        return all(state == "done" for state in self.states.values())
+
+
+def run_sweep(base: TrainConfig, study: str | Path, runs: Sequence[RunPlan],
+              options: SweepOptions | None = None, log: Log = print,
+              live: bool | None = None, eval_fit_all: bool = False) -> SweepResult:
+    """Run every unfinished run of ``runs`` on Ray and wait for all of them.
+
+    ``base`` carries the training settings every run shares; each run replaces its
+    partition, target and output. Finished runs are skipped, unfinished ones continue
+    from their checkpoints. With ``--eval_for_each`` every run measures in the study's
+    one feature space (``study_space``; ``eval_fit_all``: fitted on every row).
+    """
+    require(("ray",), "sweep", "rxwgan sweep")  # before minutes of filling the cache
+    options = options or SweepOptions()
+    study = Path(study).expanduser().resolve()
+    base = _prepare_base(base, runs)
+    sweep_id = uuid.uuid4().hex
+    _check_study(study, base, runs)
+    _fill_cache(base)
+    base, space = study_space(study, base, runs, eval_fit_all)
+    pending = [run for run in runs
+               if base.overwrite or not is_finished(study / run.path, planned_epochs(study / run.path, base))]
+    result = SweepResult(study, skipped=[run.path for run in runs if run not in pending])
+    result.states.update({path: "done" for path in result.skipped})
+    if result.skipped:
+        log(f"{len(result.skipped)} run(s) finished before: skipped")
+    if not pending:
+        _write_sweep_file(study, base, runs, sweep_id, options, {}, space)
+        log(f"{study}: all {len(runs)} runs are finished; nothing to train")
+        return result
+
+    started = connect_ray(options)
+    try:
+        resources = _resources(options, len(pending))
+        _write_sweep_file(study, base, runs, sweep_id, options, resources, space)
+        log(f"{len(pending)} run(s) to train ({len(result.skipped)} finished before), "
+            f"{resources['cpus_per_run']} CPU(s) and {resources['gpus_per_run']} GPU(s) each")
+        table = LiveTable(study, log, live, options.refresh)
+        _drive(base, study, pending, sweep_id, options, resources, result, table)
+    finally:
+        _unqueue(study, pending, sweep_id)
+        if started:
+            import ray
+
+            ray.shutdown()
+    for path, error in result.errors.items():
+        log(f"{path}: failed: {error}")
+    return result
+
+
+def _prepare_base(base: TrainConfig, runs: Sequence[RunPlan]) -> TrainConfig:
+    """Settings every worker can use as they are: absolute paths, no terminal output."""
+    from rxwgan.data.cache import ImageCache
+
+    if not runs:
+        raise RxwganError("the sweep has no runs")
+    cache_root = ImageCache(base.cache_dir).root.expanduser().resolve()
+    base = dataclasses.replace(base, input=str(Path(base.input).expanduser().resolve()),
+                               cache_dir=str(cache_root), progress=False, resume=False)
+    for flag, value in (("--history", base.history), ("--start_from_epoch", base.start_from_epoch > 1)):
+        if value:
+            raise RxwganError(f"{flag} restarts one run; a sweep continues its runs by itself")
+    for run in runs:
+        run.config(base, Path("/")).check()
+    return base
+
+
+def _check_study(study: Path, base: TrainConfig, runs: Sequence[RunPlan]) -> None:
+    """Refuse a study folder that holds another study's settings (unless --overwrite)."""
+    previous = read_json(study / SWEEP_FILE)
+    if "config" not in previous or base.overwrite:
+        return
+    saved = TrainConfig.from_dict(previous["config"])
+    # Each run has its own partition and target; the study's settings are the rest.
+    changed = dataclasses.replace(base, split=saved.split, target=saved.target).differences(saved)
+    planned = {entry["path"]: SplitSpec.from_dict(entry) for entry in previous.get("runs", [])}
+    changed += sorted({change for run in runs if run.path in planned
+                       for change in run.split.changes_from(planned[run.path])})
+    if changed:
+        raise RxwganError(f"{study} holds a study with other settings ({'; '.join(changed)}): "
+                          f"use another -o, or --overwrite to start its runs afresh")
+
+
+def _fill_cache(base: TrainConfig) -> None:
+    """Decode every image of the table once, here, before the runs read them side by side."""
+    from rxwgan.data.cache import ImageCache
+    from rxwgan.data.table import read_table
+
+    table = read_table(base.input, base.path_column, base.target_column)
+    ImageCache(base.cache_dir).load_rows(table, image_size(base), progress=sys.stderr.isatty(),
+                                         bit_depth=base.bit_depth)
+
+
+def study_space(study: Path, base: TrainConfig, runs: Sequence[RunPlan],
+                fit_all: bool = False) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The study's one metric feature space, and the base config whose runs all use it.
+
+    A fitted space (``trained``, ``random``, or ``auto`` without xrv) is fitted once on the
+    rows no run validates or tests on (every row with ``fit_all``) and saved in the study
+    folder; every run's ``eval_features`` names that file, so its config says where its
+    numbers come from and a resumed run measures in the same space. ``auto`` is made
+    definite here, so that no worker falls back to a space of its own.
+    """
+    if not base.eval_for_each:
+        return base, None
+    from rxwgan.metrics.space_per_study import study_space as fit_study_space
+
+    features, record = fit_study_space(
+        base.eval_features, study, base.input, [run.split for run in runs], image_size(base),
+        seed=base.seed, path_column=base.path_column, target_column=base.target_column,
+        cache_dir=base.cache_dir, fit_all=fit_all, refit=base.overwrite)
+    return dataclasses.replace(base, eval_features=features), record
+
+
+def image_size(config: TrainConfig) -> int:
+    """The pixel size the runs train at: the -g file's, else the architecture's."""
+    from rxwgan.models import load_model, model_info
+
+    if config.generator:
+        return int(load_model(config.generator, role="generator").image_size)
+    return model_info(config.architecture).image_size
+
+
+def _write_sweep_file(study: Path, base: TrainConfig, runs: Sequence[RunPlan], sweep_id: str,
+                      options: SweepOptions, resources: dict[str, Any],
+                      space: dict[str, Any] | None) -> None:
+    """``sweep.json``: this invocation's settings, every run the study has ever planned, and
+    the study's metric feature space (its id and what it was fitted on)."""
+    previous = read_json(study / SWEEP_FILE)
+    planned = {entry["path"]: entry for entry in previous.get("runs", [])} if not base.overwrite else {}
+    planned.update({run.path: run.to_dict() for run in runs})
+    shared = {**base.to_dict(), "fold": None, "n_splits": None, "test": None, "sort": None,
+              "target": None, "output": str(study)}
+    atomic.write_json(study / SWEEP_FILE, {
+        "format": "rxwgan-sweep", "sweep_id": sweep_id, "updated": time.time(), "study": str(study),
+        "config": shared, "runs": list(planned.values()), "eval_space": _short(space),
+        "ray": {"address": options.address, "max_concurrent": options.max_concurrent,
+                "max_retries": options.max_retries, **resources},
+        "driver": {"pid": os.getpid(), "host": socket.gethostname()},
+    })
+
+
+def _short(space: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The space record without its row list (kept in the space file itself)."""
+    if space is None or not isinstance(space.get("fitted_on"), dict):
+        return space
+    return {**space, "fitted_on": {k: v for k, v in space["fitted_on"].items() if k != "row_indices"}}
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """A private Ray instance on this machine: loopback only, no dashboard, no usage report."""
+    if "ray" not in sys.modules:
+        # Read by Ray when imported: makes it bind its services to 127.0.0.1, not the LAN address.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+
+
+def connect_ray(options: SweepOptions) -> bool:
+    """Join the user's cluster, or start a local instance; True when this call started Ray."""
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return False
+    if options.address is None:
+        start_local_ray(options.num_cpus)
+    else:
+        import ray
+
+        try:
+            ray.init(address=options.address, log_to_driver=False)
+        except ConnectionError as exc:
+            raise RxwganError(f"--address {options.address}: no Ray cluster there ({exc})") from None
+    return True
+
+
+def _resources(options: SweepOptions, n_runs: int) -> dict[str, Any]:
+    """CPUs and GPUs per run: what the user asked, else enough to fill the cluster."""
+    import ray
+
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    node_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    node_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    total = ray.cluster_resources()
+    gpus = options.gpus_per_run if options.gpus_per_run is not None else (1 if node_gpus else 0)
+    if gpus < 0 or gpus > node_gpus:
+        raise RxwganError(f"--gpus_per_run {gpus}: no node of the Ray cluster has that many GPUs "
+                          f"(the most on one node: {node_gpus:g})")
+    slots = n_runs if options.max_concurrent is None else min(n_runs, options.max_concurrent)
+    if gpus:
+        slots = max(1, min(slots, int(total.get("GPU", 0) // gpus)))
+    cpus = options.cpus_per_run or max(1, min(int(node_cpus), int(total.get("CPU", 0) // slots)))
+    if cpus > node_cpus:
+        raise RxwganError(f"--cpus_per_run {cpus}: no node of the Ray cluster has that many CPUs "
+                          f"(the most on one node: {node_cpus:g})")
+    return {"cpus_per_run": cpus, "gpus_per_run": gpus}
+
+
+def _drive(base: TrainConfig, study: Path, pending: list[RunPlan], sweep_id: str,
+           options: SweepOptions, resources: dict[str, Any], result: SweepResult,
+           table: LiveTable) -> None:
+    """Submit (at most max_concurrent at a time), collect outcomes, refresh the table."""
+    import ray
+
+    task = ray.remote(train_task).options(
+        num_cpus=resources["cpus_per_run"], num_gpus=resources["gpus_per_run"],
+        max_retries=options.max_retries, retry_exceptions=list(_retried_exceptions()))
+    for run in pending:
+        write_status(study / run.path, "queued", sweep_id)
+    queue, running = deque(pending), {}
+    try:
+        while queue or running:
+            while queue and (options.max_concurrent is None or len(running) < options.max_concurrent):
+                run = queue.popleft()
+                config = run.config(base, study)
+                running[task.remote(config.to_dict(), str(study), sweep_id,
+                                    resources["cpus_per_run"])] = run
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            for ref in ready:
+                run = running.pop(ref)
+                state, error = _outcome(ref)
+                if state == "failed" and error:
+                    result.errors[run.path] = error
+                    write_status(study / run.path, "failed", sweep_id, error)
+                result.states[run.path] = state
+            table.show(force=bool(ready))
+    except KeyboardInterrupt:  # ask the runs to checkpoint and stop, give them a moment
+        for ref in running:
+            ray.cancel(ref)
+        if running:
+            ray.wait(list(running), num_returns=len(running), timeout=30)
+        raise
+
+
+def _outcome(ref: Any) -> tuple[str, str | None]:
+    """A finished task's (state, error): its own report, or why Ray gave up on it."""
+    import ray
+
+    try:
+        outcome = ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:  # an exception Ray retried until max_retries
+        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+        return "failed", _first_line(cause)
+    except ray.exceptions.RayError as exc:  # the worker or its node died max_retries + 1 times
+        return "failed", _first_line(exc)
+    return outcome["state"], outcome.get("error")
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def _retried_exceptions() -> tuple[type[BaseException], ...]:
+    import torch
+
+    return (*RETRIED_EXCEPTIONS, torch.OutOfMemoryError)
+
+
+def _unqueue(study: Path, runs: Sequence[RunPlan], sweep_id: str) -> None:
+    """Runs this sweep queued but never started are not waiting for anything any more."""
+    for run in runs:
+        status = read_json(study / run.path / STATUS_FILE)
+        if status.get("state") == "queued" and status.get("sweep_id") == sweep_id:
+            write_status(study / run.path, "stopped", sweep_id)
+

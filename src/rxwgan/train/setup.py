@@ -1,0 +1,117 @@
+"""Everything a run needs before its first step, checked before the folder is touched.
+
+``prepare`` reads the table, lets ``run_folder`` decide how the run starts, builds or
+restores the networks, loads the fold's images and refuses what cannot work (too few
+images, an unknown metric). Only then does it write ``split.csv``, ``config.json`` and
+the manifest, so a refused or failed setup leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rxwgan.base.devices import resolve_device, resolve_precision
+from rxwgan.base.errors import RxwganError
+from rxwgan.base.layout import PARTITION_COLUMN, SPLIT_FILE
+from rxwgan.data.cache import ImageCache
+from rxwgan.data.splits import Partition, partition
+from rxwgan.data.table import Table, read_table
+from rxwgan.train import artefacts
+from rxwgan.train.config import TrainConfig
+from rxwgan.train.folder import Manifest, decide_start, table_fingerprint
+from rxwgan.train.state import RunState, initial_network, new_state
+
+MIN_EVAL_IMAGES = 6  # precision/recall look at 5 nearest neighbours
+Log = Callable[[str], None]
+
+
+@dataclass
+class Setup:
+    device: torch.device
+    precision: str
+    state: RunState
+    train_images: torch.Tensor
+    val_images: torch.Tensor | None
+    manifest: Manifest
+    table_print: dict[str, Any]  # the table's content fingerprint, kept in every checkpoint
+    epochs: int  # the run's length: --epochs, or what --kimg / --gen_steps come to
+
+
+def prepare(config: TrainConfig, log: Log) -> Setup:
+    """Decide, build, load and check; then record the run's files in its folder."""
+    out = Path(config.output)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    table = read_table(config.input, config.path_column, config.target_column, target=config.target)
+    table_print = table_fingerprint(table)
+    start = decide_start(config, out, table_print, log)
+    resumed = start.checkpoint or {}
+    arch = resumed.get("arch") or resumed.get("config", {}).get("model")  # older checkpoints: config
+    generator, critic = (initial_network(config, role, arch) for role in ("generator", "critic"))
+    parts = partition(table.targets, config.split)
+    train_images, val_images = fold_images(config, table, parts, int(generator.image_size), device)
+    log(f"{config.split.name}, target {config.target}: {len(train_images)} training and "
+        f"{0 if val_images is None else len(val_images)} validation images at {generator.image_size}px "
+        f"on {device} ({precision})")
+    batches = len(train_images) // min(config.batch_size, len(train_images))
+    epochs = config.total_epochs(batches)
+    if config.kimg is not None or config.gen_steps is not None:
+        log(f"{epochs} epochs of {batches} batches: {epochs * batches * config.batch_size / 1000:.1f} kimg, "
+            f"{epochs * batches // config.critic_steps_per_gen_step} generator steps")
+    state = new_state(config, generator, critic, device)
+    if start.checkpoint is not None:
+        state.restore(start.checkpoint, device, precision, config.seed, log)
+        where = f"epoch {state.epoch}" + (f", batch {state.partial['batch']} of epoch "
+                                          f"{state.partial['epoch']}" if state.partial else "")
+        log(f"resuming from the checkpoint in {out} ({where})")
+    elif start.legacy:
+        state.restore_legacy(config, log)
+    check_evaluation(config, val_images)
+
+    manifest = Manifest(out)
+    manifest.record(*artefacts.RUN_FILES)
+    table.write(out / SPLIT_FILE, {PARTITION_COLUMN: parts.labels(len(table))})
+    counts = {"train_images": len(train_images), "val_images": 0 if val_images is None else len(val_images),
+              "epochs": epochs}
+    artefacts.write_config(out, config, generator, critic, device, precision, counts, table_print["sha256"])
+    return Setup(device, precision, state, train_images, val_images, manifest, table_print, epochs)
+
+
+def fold_images(config: TrainConfig, table: Table, parts: Partition, size: int,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The class's training and validation images of the fold, on ``device``, from the cache."""
+    targets = table.targets
+    rows = {name: [int(i) for i in getattr(parts, name) if targets[i] == config.target]
+            for name in ("train", "val")}
+    if len(rows["train"]) < 2:
+        raise RxwganError(f"{config.input}: only {len(rows['train'])} training row(s) of target "
+                          f"{config.target} in {config.split.name}; at least 2 are needed")
+    cache = ImageCache(config.cache_dir)
+    memory = torch.channels_last if config.channels_last else torch.contiguous_format
+
+    def load(positions: list[int]) -> torch.Tensor:
+        images = cache.load_rows(table, size, positions, config.progress, config.bit_depth)
+        return torch.from_numpy(images).to(device).contiguous(memory_format=memory)
+
+    return load(rows["train"]), (load(rows["val"]) if rows["val"] else None)
+
+
+def check_evaluation(config: TrainConfig, val_images: torch.Tensor | None) -> None:
+    """--eval_for_each: an unknown metric or too few validation images fails now, not at epoch N."""
+    if not config.eval_for_each:
+        return
+    from rxwgan.metrics.metric_registry import resolve_metrics
+
+    for metric in resolve_metrics(list(config.eval_metrics)):
+        if metric.needs_train:
+            raise RxwganError(f"--eval_metrics {metric.name} is not an epoch metric: run rxwgan evaluate "
+                              f"--memorisation RUN_FOLDER on the finished run")
+    available = 0 if val_images is None else len(val_images)
+    if available < MIN_EVAL_IMAGES:
+        raise RxwganError(f"--eval_for_each needs at least {MIN_EVAL_IMAGES} validation images "
+                          f"of target {config.target}; {config.split.name} has {available}")

@@ -1,0 +1,128 @@
+"""The WGAN-GP maths of one training step: a critic update, a generator update, a validation pass.
+
+Functions of networks, optimisers and tensors only: no files, no run folder, no config
+object, so a notebook or a benchmark calls exactly what ``rxwgan train`` runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+from torch import Tensor, nn
+
+from rxwgan.base.devices import autocast
+from rxwgan.metrics.histogram_divergences import pair_divergences
+from rxwgan.models.penalty_layers import input_gradient_only
+from rxwgan.train.augment import Policy, augment
+from rxwgan.train.losses import critic_loss, generator_loss, gradient_penalty, interpolate, penalty
+
+
+class NonFiniteLoss(Exception):
+    """A loss became NaN or infinite; raised before the update so the weights stay good."""
+
+    def __init__(self, which: str, value: float):
+        super().__init__(f"the {which} loss became {value}")
+        self.which, self.value = which, value
+
+
+def has_batch_statistics(critic: nn.Module) -> bool:
+    """Whether the critic normalises over the batch (then reals, fakes and x_hat need separate calls)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules())
+
+
+def critic_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor,
+                rng: torch.Generator, gp_weight: float, precision: str,
+                policy: Policy = ()) -> dict[str, float]:
+    """One critic update on ``real``: Wasserstein loss plus ``gp_weight`` x gradient penalty.
+
+    With a DiffAugment ``policy`` the critic sees augmented reals and fakes (and x_hat
+    between them); the history's divergences compare the images themselves.
+    """
+    generator.train()
+    critic.train()
+    z = torch.randn(len(real), generator.latent_dim, generator=rng, device=real.device)
+    with autocast(real.device, precision):
+        with torch.no_grad():
+            fake = generator(z).float()
+        seen_real, seen_fake = augment(real, policy, rng), augment(fake, policy, rng)
+        x_hat = interpolate(seen_real, seen_fake, rng)
+        if has_batch_statistics(critic):
+            d_real, d_fake = critic(seen_real), critic(seen_fake)
+        else:  # one call scores reals and fakes together: exact without batch statistics
+            d_real, d_fake = critic(torch.cat([seen_real, seen_fake])).split(len(real))
+        # x_hat in a call of its own: the penalty's backward and double backward run over its
+        # rows only, and its first backward skips the weight gradients the penalty never uses.
+        with input_gradient_only():
+            d_hat = critic(x_hat)
+        wasserstein = critic_loss(d_real, d_fake)
+        gp = penalty(d_hat, x_hat)
+    loss = wasserstein + gp_weight * gp
+    value = _finite(loss, "critic")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {"critic_loss": value, "reg_loss": gp_weight * gp.item(), **unit_divergences(real, fake)}
+
+
+def generator_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, batch: int,
+                   rng: torch.Generator, precision: str, device: torch.device,
+                   policy: Policy = ()) -> dict[str, float]:
+    """One generator update: raise the critic's score of ``batch`` fresh (augmented) fakes."""
+    z = torch.randn(batch, generator.latent_dim, generator=rng, device=device)
+    critic.requires_grad_(False)  # no critic weight gradients needed here
+    try:
+        with autocast(device, precision):
+            loss = generator_loss(critic(augment(generator(z), policy, rng)))
+        value = _finite(loss, "generator")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    finally:
+        critic.requires_grad_(True)
+    return {"gen_loss": value}
+
+
+def validate(generator: nn.Module, critic: nn.Module, images: Tensor, seed: int, batch_size: int,
+             gp_weight: float, precision: str) -> dict[str, float]:
+    """Mean critic loss (with penalty), generator loss and divergences on ``images``, no update.
+
+    The latents and interpolation weights come from ``seed`` alone, so epochs compare.
+    """
+    generator.eval()
+    critic.eval()
+    device = images.device
+    rng = torch.Generator(device=device).manual_seed(seed)
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for start in range(0, len(images), batch_size):
+        real = images[start:start + batch_size]
+        z = torch.randn(len(real), generator.latent_dim, generator=rng, device=device)
+        with autocast(device, precision):
+            with torch.no_grad():
+                fake = generator(z).float()
+                d_fake = critic(fake)
+                values = {"critic_loss": critic_loss(critic(real), d_fake).item(),
+                          "gen_loss": generator_loss(d_fake).item()}
+            gp = gradient_penalty(critic, real, fake, generator=rng, create_graph=False)
+        values["critic_loss"] += gp_weight * gp.item()
+        if len(real) >= 2:
+            values.update(unit_divergences(real, fake))
+        for key, value in values.items():
+            sums[key] += value * len(real)
+            counts[key] += len(real)
+    return {key: sums[key] / counts[key] for key in counts}
+
+
+def unit_divergences(real: Tensor, fake: Tensor) -> dict[str, float]:
+    """The old tool's per-pair histogram metrics, on intensities mapped to [0, 1]."""
+    return pair_divergences((real.float() + 1) / 2, (fake.float() + 1) / 2)
+
+
+def _finite(loss: Tensor, which: str) -> float:
+    """The loss as a number (one device sync per step), or NonFiniteLoss before any update."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteLoss(which, value)
+    return value

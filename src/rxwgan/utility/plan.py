@@ -1,0 +1,191 @@
+"""What ``rxwgan utility`` will do for a study: its folds, their generators, the classifier runs.
+
+A fold is usable when both of its class runs (``<split>/target_0`` and ``target_1``) have
+finished on the same table and partition. Everything is read from the run folders, never
+guessed: the table a run trained on, the row partition, the generator it kept (its best
+checkpoint when it recorded one, else its final one). The plan is a list of tasks, one per
+fold x condition x seed, each small enough to be one Ray task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rxwgan.base.errors import RxwganError
+from rxwgan.base.json_files import read_json
+from rxwgan.base.layout import BEST_GENERATOR, CONFIG_FILE, TRAINED_GENERATOR, UTILITY_RUNS_FOLDER
+from rxwgan.data.splits import SplitSpec
+from rxwgan.data.table import read_table
+from rxwgan.study.plan import study_runs
+from rxwgan.train.config import TrainConfig
+from rxwgan.train.folder import table_fingerprint
+from rxwgan.utility.classifier import ClassifierSettings
+
+CONTROLS = ("swapped",)
+REAL, MIXED, SYNTH, SWAPPED = "real", "real+synth", "synth", "swapped"
+CONDITION_ORDER = (REAL, MIXED, SYNTH, SWAPPED)
+CONDITION_MEANINGS = {
+    REAL: "the fold's real training rows",
+    MIXED: "the real rows plus RATIO synthetic images per real image of each class",
+    SYNTH: "synthetic images only, as many per class as the fold has real ones (train on "
+           "synthetic, test on real)",
+    SWAPPED: "control: real+synth with the synthetic labels swapped (TB generator labelled "
+             "normal and the reverse); must score below real",
+}
+
+
+@dataclass(frozen=True)
+class UtilitySettings:
+    """Everything that decides a ``utility`` result besides the study itself."""
+
+    ratios: tuple[float, ...] = (1.0,)
+    repeats: int = 3
+    seed: int = 0
+    control: str | None = None
+    weights: str = "ema"  # the generators' moving average, or "raw"
+    stop_share: float = 0.2  # of the fold's real training rows, kept for early stopping
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+
+    def check(self) -> None:
+        if not self.ratios or any(not 0 < r <= 100 for r in self.ratios):
+            raise RxwganError(f"--ratio: each ratio must be above 0 and at most 100, not "
+                              f"{','.join(f'{r:g}' for r in self.ratios) or 'none'}")
+        if len(set(self.ratios)) != len(self.ratios):
+            raise RxwganError("--ratio: a ratio is listed twice")
+        if self.repeats < 1:
+            raise RxwganError(f"--repeats must be at least 1, not {self.repeats}")
+        if self.control is not None and self.control not in CONTROLS:
+            raise RxwganError(f"--control must be one of {', '.join(CONTROLS)}, not {self.control!r}")
+        if self.weights not in ("ema", "raw"):
+            raise RxwganError(f"--weights must be ema or raw, not {self.weights!r}")
+        if not 0.05 <= self.stop_share <= 0.5:
+            raise RxwganError(f"--stop_share must be within 0.05..0.5, not {self.stop_share}")
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + k for k in range(self.repeats)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "ratios": list(self.ratios)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UtilitySettings:
+        return cls(**{**data, "ratios": tuple(data["ratios"]),
+                      "classifier": ClassifierSettings(**data["classifier"])})
+
+
+@dataclass(frozen=True)
+class FoldInputs:
+    """One fold of the study as the classifier runs see it."""
+
+    split: SplitSpec
+    table: str  # absolute path of the table both generators trained on
+    table_sha256: str
+    path_column: str
+    target_column: str
+    cache_dir: str | None
+    bit_depth: int | None
+    generators: dict[int, str]  # target -> generator file
+    generator_kinds: dict[int, str]  # target -> "best" or "trained"
+
+    @property
+    def test_partition(self) -> str:
+        """Rows neither the classifier nor the generators trained on."""
+        return "test" if self.split.scheme == "stratified" else "val"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "split": self.split.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FoldInputs:
+        return cls(**{**data, "split": SplitSpec.from_dict(data["split"]),
+                      "generators": {int(k): v for k, v in data["generators"].items()},
+                      "generator_kinds": {int(k): v for k, v in data["generator_kinds"].items()}})
+
+
+@dataclass(frozen=True)
+class UtilityTask:
+    """One classifier training: a fold, a condition (at a ratio), a seed."""
+
+    split: str
+    condition: str
+    ratio: float
+    seed: int
+
+    @property
+    def path(self) -> str:
+        """Its result file, relative to the utility folder."""
+        return f"{UTILITY_RUNS_FOLDER}/{self.split}/{self.condition}_x{self.ratio:g}_seed{self.seed}.json"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def arm(condition: str, ratio: float) -> str:
+    """A condition at its ratio, as one name: ``real+synth x2``; ``real`` and ``synth`` have one."""
+    return condition if condition in (REAL, SYNTH) else f"{condition} x{ratio:g}"
+
+
+def study_folds(study: Path, table: str | Path | None = None,
+                splits: list[str] | None = None) -> list[FoldInputs]:
+    """Every fold of ``study`` whose two class runs have finished (``splits``: only those).
+
+    ``table`` replaces the path the runs recorded (a study moved to another machine); its
+    content must still be what they trained on.
+    """
+    by_split: dict[str, dict[int, Any]] = {}
+    for run in study_runs(study):
+        by_split.setdefault(run.split.name, {})[run.target] = run
+    if not by_split:
+        raise RxwganError(f"{study}: holds no run folders (<split>/target_<t>/)")
+    chosen = sorted(by_split) if splits is None else splits
+    unknown = [name for name in chosen if name not in by_split]
+    if unknown:
+        raise RxwganError(f"--folds: {', '.join(unknown)} not in {study} "
+                          f"(it has {', '.join(sorted(by_split))})")
+    return [_fold(study, name, by_split[name], table) for name in chosen]
+
+
+def _fold(study: Path, name: str, runs: dict[int, Any], table: str | Path | None) -> FoldInputs:
+    missing = [t for t in (0, 1) if t not in runs]
+    if missing:
+        raise RxwganError(f"{study / name}: no run of target {missing[0]}; the classifier needs a "
+                          f"generator for each class (leave the fold out with --folds)")
+    configs, generators, kinds = {}, {}, {}
+    for target in (0, 1):
+        folder = study / runs[target].path
+        saved = read_json(folder / CONFIG_FILE)
+        if not (folder / TRAINED_GENERATOR).is_file() or "config" not in saved:
+            raise RxwganError(f"{folder}: this run has not finished (no {TRAINED_GENERATOR}); finish "
+                              f"it (rerun the sweep) or leave the fold out with --folds")
+        configs[target] = saved
+        best = folder / BEST_GENERATOR
+        generators[target] = str((best if best.is_file() else folder / TRAINED_GENERATOR).resolve())
+        kinds[target] = "best" if best.is_file() else "trained"
+    first, second = (TrainConfig.from_dict(configs[t]["config"]) for t in (0, 1))
+    if configs[0].get("table_sha256") != configs[1].get("table_sha256") or first.split != second.split:
+        raise RxwganError(f"{study / name}: its two runs trained on different tables or partitions")
+    path = Path(table if table is not None else first.input).expanduser()
+    if not path.is_file():
+        raise RxwganError(f"{path}: the table {study / name} trained on is not there; pass --table "
+                          f"with its new place")
+    sha = str(configs[0].get("table_sha256"))
+    if table_fingerprint(read_table(path, first.path_column, first.target_column))["sha256"] != sha:
+        raise RxwganError(f"{path}: its rows or images changed since {study / name} trained on it; "
+                          f"the fold's partition would not be the generators' one")
+    return FoldInputs(first.split, str(path.resolve()), sha, first.path_column, first.target_column,
+                      first.cache_dir, first.bit_depth, generators, kinds)
+
+
+def plan_tasks(splits: Sequence[str], settings: UtilitySettings) -> list[UtilityTask]:
+    """Split by split (names such as ``fold_0``): real, real+synth at each ratio, synth, then
+    the control when asked."""
+    conditions = [(REAL, 0.0), *((MIXED, r) for r in settings.ratios), (SYNTH, 1.0)]
+    if settings.control == SWAPPED:
+        conditions.append((SWAPPED, settings.ratios[0]))
+    return [UtilityTask(split, condition, ratio, seed)
+            for split in splits for condition, ratio in conditions for seed in settings.seeds]

@@ -1,0 +1,82 @@
+"""One classifier run of ``rxwgan utility``: build its training set, train, score on the test rows.
+
+Runs in a Ray worker (or a local process), so everything it knows comes from its arguments;
+it writes one JSON file with the scores, the predictions (for the ROC curves) and the row
+positions it used, so that anyone can check that no test row was trained or stopped on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from rxwgan.base import atomic
+from rxwgan.data.cache import ImageCache
+from rxwgan.data.splits import partition
+from rxwgan.data.table import read_table
+from rxwgan.synth.sampling import load_generator, synthetic_images
+from rxwgan.utility.classifier import predict_scores, train_classifier
+from rxwgan.utility.plan import MIXED, REAL, SWAPPED, SYNTH, FoldInputs, UtilitySettings, UtilityTask
+from rxwgan.utility.scores import score_predictions
+
+
+def fold_rows(fold: FoldInputs, targets: np.ndarray, seed: int,
+              stop_share: float) -> dict[str, np.ndarray]:
+    """Row positions: ``fit`` (classifier training), ``stop`` (early stopping), ``test``.
+
+    ``fit`` and ``stop`` split the fold's training rows, stratified by class, anew for each
+    seed; ``test`` is the partition no generator and no classifier trained on.
+    """
+    parts = partition(targets, fold.split)
+    fit, stop = train_test_split(parts.train, test_size=stop_share, stratify=targets[parts.train],
+                                 random_state=seed)
+    return {"fit": np.sort(fit), "stop": np.sort(stop), "test": np.sort(getattr(parts, fold.test_partition))}
+
+
+def run_task(fold: FoldInputs, task: UtilityTask, settings: UtilitySettings, out: Path,
+             device: str = "cpu") -> dict[str, Any]:
+    """Train and score one classifier; write and return its record."""
+    started = time.perf_counter()
+    table = read_table(fold.table, fold.path_column, fold.target_column)
+    targets = table.targets.astype(np.int64)
+    rows = fold_rows(fold, targets, task.seed, settings.stop_share)
+    generators = {t: load_generator(path, device, settings.weights) for t, path in fold.generators.items()}
+    size = int(generators[0][0].image_size)
+    cache = ImageCache(fold.cache_dir)
+
+    def real(name: str) -> torch.Tensor:
+        return torch.from_numpy(cache.load_rows(table, size, rows[name], False, fold.bit_depth))
+
+    images, labels = [], []
+    if task.condition in (REAL, MIXED, SWAPPED):
+        images.append(real("fit"))
+        labels.append(targets[rows["fit"]])
+    counts = {}
+    if task.condition != REAL:
+        ratio = 1.0 if task.condition == SYNTH else task.ratio
+        for target in (0, 1):
+            n = round(ratio * int((targets[rows["fit"]] == target).sum()))
+            counts[target] = n
+            images.append(synthetic_images(generators[target][0], range(n), seed=task.seed))
+            labels.append(np.full(n, 1 - target if task.condition == SWAPPED else target))
+    model = train_classifier(torch.cat(images), np.concatenate(labels), real("stop"), targets[rows["stop"]],
+                             settings.classifier, seed=task.seed, device=device)
+    test_labels = targets[rows["test"]]
+    scores = predict_scores(model, real("test"), device=device)
+    record = {
+        **task.to_dict(), **score_predictions(test_labels, scores),
+        "n_fit_real": 0 if task.condition == SYNTH else len(rows["fit"]),
+        "n_fit_synthetic": sum(counts.values()), "n_stop": len(rows["stop"]),
+        "generators": {str(t): {"file": fold.generators[t], "kind": fold.generator_kinds[t],
+                                "sha256": generators[t][1], "synthetic": counts.get(t, 0)} for t in (0, 1)},
+        "rows": {name: positions.tolist() for name, positions in rows.items()},
+        "test_labels": test_labels.tolist(), "test_scores": [float(s) for s in scores],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    atomic.write_json(out / task.path, record)
+    return record
