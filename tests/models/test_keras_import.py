@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import SHARED_FIXTURES
 from rxwgan.base.errors import RxwganError
 from rxwgan.models import is_keras_h5, load_keras_model, load_model, save_model
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
 def fixtures() -> Path:
-    if not FIXTURES.is_dir():
+    if not SHARED_FIXTURES.is_dir():
         pytest.skip("../shared/fixtures not found beside the checkout")
-    return FIXTURES
+    return SHARED_FIXTURES
 
 
 def _nchw(array: np.ndarray) -> torch.Tensor:

@@ -11,11 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers import SHARED_FIXTURES
 from rxwgan.cli import create_models_main, main
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.models import load_model
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 def one_line_error(capsys, code: int) -> str:
@@ -112,12 +111,12 @@ def test_train_bad_input_is_one_line(tmp_path, capsys):
     assert "no.csv: table not found" in one_line_error(capsys, code)
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures not found beside the checkout")
+@pytest.mark.skipif(not SHARED_FIXTURES.is_dir(), reason="../shared/fixtures not found beside the checkout")
 def test_train_starts_from_the_old_tools_keras_files(tmp_path, capsys):
     table = write_demo_data(tmp_path / "d", n_images=24, size=128, seed=1)
     code = main(["train", "-i", str(table), "-o", str(tmp_path / "run"), "--fold", "0", "--n_splits", "4",
-                 "-g", str(FIXTURES / "keras_v1" / "generator.h5"),
-                 "-c", str(FIXTURES / "keras_v1" / "critic.h5"),
+                 "-g", str(SHARED_FIXTURES / "keras_v1" / "generator.h5"),
+                 "-c", str(SHARED_FIXTURES / "keras_v1" / "critic.h5"),
                  "--epochs", "1", "--batch_size", "4", "--n_critic", "1", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     assert load_model(tmp_path / "run" / "generator_trained", role="generator").arch == "v1"

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 import rxwgan.synth.export as export_module
-from helpers import tiny_model_files
+from helpers import SHARED_FIXTURES, tiny_model_files
 from rxwgan.base.errors import RxwganError
 from rxwgan.cli import main
 from rxwgan.models import load_model
 from rxwgan.synth.export import export_onnx
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras_v1"
+FIXTURES = SHARED_FIXTURES / "keras_v1"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import rxwgan.synth.generate as generate_module
-from helpers import tiny_model_files
+from helpers import SHARED_FIXTURES, tiny_model_files
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.folder_lock import LOCK_FILE
 from rxwgan.cli import main
@@ -20,7 +20,7 @@ from rxwgan.models import file_sha256
 from rxwgan.synth.generate import generate, mix_tables
 from rxwgan.synth.sampling import latent_vectors, synthetic_images
 
-KERAS_V1 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras_v1" / "generator.h5"
+KERAS_V1 = SHARED_FIXTURES / "keras_v1" / "generator.h5"
 N, BATCH = 20, 8
 
 

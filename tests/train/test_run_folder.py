@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import killer_script, quiet, tiny_model_files
+from helpers import SHARED_FIXTURES, killer_script, quiet, tiny_model_files
 from helpers import run_config as config
 from rxwgan.base import folder_lock
 from rxwgan.base.errors import RxwganError
@@ -22,8 +22,6 @@ from rxwgan.cli import main
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.train.checkpoint import KEEP, load_checkpoint, save_checkpoint
 from rxwgan.train.loop import train
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -196,12 +194,13 @@ def test_run_started_from_model_files_resumes_by_the_same_command_and_without_g(
         train(config(table, out, epochs=4, model="small"), log=quiet)
 
 
-@pytest.mark.skipif(not (FIXTURES / "keras_v2").is_dir(),
+@pytest.mark.skipif(not (SHARED_FIXTURES / "keras_v2").is_dir(),
                     reason="../shared/fixtures (the old tool's .h5 models) is not beside this clone")
 def test_run_started_from_the_old_tools_h5_files_resumes(table, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "-i", str(table), "-o", str(out), "-g", str(FIXTURES / "keras_v2" / "generator.h5"),
-            "-c", str(FIXTURES / "keras_v2" / "critic.h5"), "--batch_size", "8", "--fold", "0",
+    keras_v2 = SHARED_FIXTURES / "keras_v2"
+    args = ["train", "-i", str(table), "-o", str(out), "-g", str(keras_v2 / "generator.h5"),
+            "-c", str(keras_v2 / "critic.h5"), "--batch_size", "8", "--fold", "0",
             "--n_splits", "5", "--precision", "fp32", "--no-progress"]
     assert main([*args, "--epochs", "1"]) == 0
     code, err = run_cli([*args, "--epochs", "2"], capsys)
