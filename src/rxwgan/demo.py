@@ -18,13 +18,14 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from rxwgan.base.layout import REPORT_FOLDER, SYNTHETIC_GRID
+from rxwgan.base.progress import Log
 from rxwgan.data.cache import ImageCache
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.data.splits import partition
 from rxwgan.data.table import read_table
 from rxwgan.models import model_info
 from rxwgan.train.config import TrainConfig
-from rxwgan.train.loop import Log, train
+from rxwgan.train.loop import train
 
 
 @dataclass
@@ -91,7 +92,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
         f"{configs[0].output} and {configs[1].output}")
     _train_side_by_side(configs, log)
 
-    from rxwgan.report.collect import write_report
+    from rxwgan.report.render import write_report
 
     results = {config.target: _synthesise_and_score(out, config, settings, log) for config in configs}
     utility = _utility(out, settings, log)

@@ -22,7 +22,8 @@ from rxwgan.metrics import evaluate_generator, space_builder
 from rxwgan.metrics.space_per_study import study_space
 from rxwgan.metrics.stats_cache import images_md5
 from rxwgan.models import build_generator, save_model
-from rxwgan.report.collect import select_best, write_report
+from rxwgan.report.collect import select_best
+from rxwgan.report.render import write_report
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.loop import train
 

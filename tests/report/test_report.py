@@ -18,7 +18,8 @@ from rxwgan.base.layout import RUN_SPACE_RECORD
 from rxwgan.cli import main
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.data.splits import SplitSpec
-from rxwgan.report.collect import Report, collect_runs, select_best, write_report
+from rxwgan.report.collect import collect_runs, select_best
+from rxwgan.report.render import Report, write_report
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.loop import train
 

@@ -18,7 +18,7 @@ from rxwgan.base.errors import RxwganError
 from rxwgan.cli import main
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.data.splits import SplitSpec
-from rxwgan.report.collect import write_report
+from rxwgan.report.render import write_report
 from rxwgan.study.plan import RunStatus, parse_indices, plan_runs, plan_splits, study_status, write_status
 from rxwgan.study.status import format_status
 from rxwgan.study.sweep import SweepOptions, run_sweep

@@ -17,7 +17,8 @@ from rxwgan.base.folder_lock import LOCK_FILE
 from rxwgan.cli import main
 from rxwgan.data.table import md5_of_file, read_table
 from rxwgan.models import file_sha256
-from rxwgan.synth.generate import generate, mix_tables
+from rxwgan.synth.generate import generate
+from rxwgan.synth.mixing import mix_tables
 from rxwgan.synth.sampling import latent_vectors, synthetic_images
 
 KERAS_V1 = SHARED_FIXTURES / "keras_v1" / "generator.h5"

@@ -16,7 +16,7 @@ from rxwgan.base import atomic, folder_lock
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.plots import save_curves, save_grid
 from rxwgan.cli import main
-from rxwgan.report.collect import plot_bands
+from rxwgan.report.figures import plot_bands
 from rxwgan.synth.generate import generate
 
 

@@ -15,7 +15,7 @@ from rxwgan.cli import main
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.data.splits import SplitSpec
 from rxwgan.data.table import read_table
-from rxwgan.report.collect import write_report
+from rxwgan.report.render import write_report
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.loop import train
 from rxwgan.utility.classifier import ClassifierSettings

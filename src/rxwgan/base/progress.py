@@ -1,4 +1,4 @@
-"""Progress bars that suit where they are written.
+"""Telling the user how work goes: progress bars that suit where they are written, and ``Log``.
 
 On a terminal (or in a notebook) a live tqdm bar. Written to a file or a pipe
 (``rxwgan cache ... 2> log``, Ray worker logs), a bar's carriage-return updates would
@@ -8,12 +8,14 @@ flood the log, so there it prints a plain line now and then instead.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tqdm.autonotebook import tqdm as notebook_or_std_tqdm
 from tqdm.std import tqdm as std_tqdm
 
+# Where a long job's one-line messages go: ``print`` by default, a list's append in tests.
+Log = Callable[[str], None]
 LINE_EVERY_S = 30.0  # off a terminal: a line at least this often while progressing...
 LINE_EVERY_FRACTION = 0.1  # ...and at each tenth of the total
 

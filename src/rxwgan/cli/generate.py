@@ -14,7 +14,8 @@ FORMAT_CHOICES = ("png", "png16", "npy")  # rxwgan.synth.generate.FORMATS, witho
 def cmd_generate(args: argparse.Namespace) -> int:
     from rxwgan.base.layout import MIXED_TABLE
     from rxwgan.data.table import read_table
-    from rxwgan.synth.generate import generate, synthetic_needed
+    from rxwgan.synth.generate import generate
+    from rxwgan.synth.mixing import synthetic_needed
 
     real = None
     if args.mix is None and args.ratio is not None:

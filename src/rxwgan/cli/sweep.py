@@ -109,7 +109,7 @@ def add_report_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from rxwgan.report.collect import write_report
+    from rxwgan.report.render import write_report
 
     report = write_report(args.study, args.output, select=args.select)
     print(f"wrote {report.html} ({len(report.runs)} runs"

@@ -9,13 +9,12 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from rxwgan.base.progress import Log
 from rxwgan.study.plan import STATES, STATUS_LOSSES, RunStatus, study_status
-
-Log = Callable[[str], None]
 
 
 def format_status(rows: Sequence[RunStatus], max_lines: int | None = None) -> str:

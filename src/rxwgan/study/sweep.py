@@ -29,9 +29,10 @@ from rxwgan.base import atomic
 from rxwgan.base.errors import RxwganError, first_line
 from rxwgan.base.extras import require
 from rxwgan.base.json_files import read_json
+from rxwgan.base.progress import Log
 from rxwgan.data.splits import SplitSpec
 from rxwgan.study.plan import STATUS_FILE, SWEEP_FILE, RunPlan, is_finished, planned_epochs, write_status
-from rxwgan.study.status import LiveTable, Log
+from rxwgan.study.status import LiveTable
 from rxwgan.study.worker import train_task
 from rxwgan.train.config import TrainConfig
 

@@ -41,12 +41,13 @@ def run_feature_space(info: RunInfo, device: str | torch.device = "cpu") -> Any:
     return run_space(info.space_config(), info.image_size, device)
 
 
-def check_memorisation(run: str | Path, fake: Any, *, n: int | None = None, seed: int = 0,
+def check_memorisation(run: str | Path | RunInfo, fake: Any, *, n: int | None = None, seed: int = 0,
                        unseen: str = "val", features: Any = None, device: str | torch.device = "cpu",
                        cache_dir: str | Path | None = None, pairs: str | Path | None = None,
                        generator: dict[str, Any] | None = None) -> dict[str, Any]:
     """Memorisation of ``fake`` (a generator file, a synthetic table or folder, a tensor)
-    against the run in ``run``; returns the record and draws the closest pairs to ``pairs``.
+    against the run in ``run`` (its folder, or the run already read); returns the record and
+    draws the closest pairs to ``pairs``.
 
     ``n``: images sampled from a generator (1000 by default). ``features``: a space name,
     file or ``FeatureSpace`` (default: the run's). ``generator``: what to record about the
@@ -57,7 +58,7 @@ def check_memorisation(run: str | Path, fake: Any, *, n: int | None = None, seed
 
     if unseen not in UNSEEN_PARTITIONS:
         raise RxwganError(f"--partition {unseen}: the unseen rows are the run's val or test rows")
-    info = read_run(run)
+    info = run if isinstance(run, RunInfo) else read_run(run)
     train_set = info.images("train", cache_dir)
     unseen_set = info.images(unseen, cache_dir)
     space = features if features is not None else run_feature_space(info, device)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from rxwgan.base.layout import (
     RUN_FILE_PATTERNS,
     SPLIT_FILE,
 )
+from rxwgan.base.progress import Log
 from rxwgan.data.table import Table, md5_of_file
 from rxwgan.models.files import resolve_model_path
 from rxwgan.train.checkpoint import load_checkpoint
@@ -41,7 +41,6 @@ from rxwgan.train.config import TrainConfig
 # Files every run writes under a fixed name: none may be a file the command reads.
 FIXED_OUTPUTS = (CONFIG_FILE, SPLIT_FILE, HISTORY_FILE, CHECKPOINT_POINTER, MANIFEST_FILE,
                  *FINAL_FILES)
-Log = Callable[[str], None]
 
 
 @dataclass

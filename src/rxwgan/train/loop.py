@@ -31,13 +31,13 @@ from rxwgan.base.layout import (
     epoch_files,
     grid_file,
 )
-from rxwgan.base.progress import progress_bar
+from rxwgan.base.progress import Log, progress_bar
 from rxwgan.base.signals import stop_requests
 from rxwgan.train import artefacts
 from rxwgan.train.augment import parse_policy
 from rxwgan.train.checkpoint import save_checkpoint
 from rxwgan.train.config import TrainConfig
-from rxwgan.train.setup import Log, prepare
+from rxwgan.train.setup import prepare
 from rxwgan.train.state import append_epoch
 from rxwgan.train.steps import NonFiniteLoss, critic_step, generator_step, validate
 

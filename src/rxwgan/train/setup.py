@@ -8,7 +8,6 @@ the manifest, so a refused or failed setup leaves the folder as it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from rxwgan.base.devices import resolve_device, resolve_precision
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.layout import PARTITION_COLUMN, SPLIT_FILE
+from rxwgan.base.progress import Log
 from rxwgan.data.cache import ImageCache
 from rxwgan.data.splits import Partition, partition
 from rxwgan.data.table import Table, read_table
@@ -27,7 +27,6 @@ from rxwgan.train.folder import Manifest, decide_start, table_fingerprint
 from rxwgan.train.state import RunState, initial_network, new_state
 
 MIN_EVAL_IMAGES = 6  # precision/recall look at 5 nearest neighbours
-Log = Callable[[str], None]
 
 
 @dataclass

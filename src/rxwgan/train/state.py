@@ -8,7 +8,6 @@ all of it, ``restore()`` puts it back, so a resumed run continues bit for bit.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,11 @@ from torch import nn
 
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.layout import HISTORY_KEYS
+from rxwgan.base.progress import Log
 from rxwgan.models import build_critic, build_generator, load_model
 from rxwgan.train.checkpoint import FORMAT
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.ema import GeneratorEMA, new_ema
-
-Log = Callable[[str], None]
-
 
 GRID_SIDE = 5  # the fixed latents: a GRID_SIDE x GRID_SIDE grid of samples each epoch
 

@@ -33,6 +33,7 @@ from rxwgan.base.layout import (
     UTILITY_SUMMARY_MARKDOWN,
     UTILITY_TABLE,
 )
+from rxwgan.base.progress import Log
 from rxwgan.data.table import write_frame
 from rxwgan.utility.plan import (
     CONDITION_MEANINGS,
@@ -47,7 +48,6 @@ from rxwgan.utility.plan import (
 )
 from rxwgan.utility.scores import paired_comparison, summarise
 
-Log = Callable[[str], None]
 METRICS = ("auc", "sp_index", "sens_at_spec90", "spec_at_sens90")
 CSV_COLUMNS = ["split", "condition", "ratio", "seed", *METRICS, "sp_threshold", "n_test", "n_positive",
                "n_fit_real", "n_fit_synthetic", "n_stop"]

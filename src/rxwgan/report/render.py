@@ -1,0 +1,271 @@
+"""A study's report pages (report.md, report.html): the tables of ``rxwgan.report.collect``,
+the curves across folds and the best generators' samples drawn by ``rxwgan.report.figures``,
+and the utility study's summary when there is one.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rxwgan.base import atomic
+from rxwgan.base.layout import (
+    HISTORY_KEYS,
+    REPORT_BEST,
+    REPORT_FOLDER,
+    REPORT_HTML,
+    REPORT_MARKDOWN,
+    REPORT_RUNS,
+    REPORT_UTILITY_ROC,
+    UTILITY_FOLDER,
+    UTILITY_ROC,
+    UTILITY_SUMMARY_MARKDOWN,
+)
+from rxwgan.base.plots import save_grid
+from rxwgan.data.table import write_frame
+from rxwgan.metrics.space_per_study import FEATURE_KEYS
+from rxwgan.report.collect import (
+    DEFAULT_SELECT,
+    SPLIT_COLUMNS,
+    TEXT_COLUMNS,
+    StudyRun,
+    comparable_keys,
+    load_runs,
+    runs_frame,
+    select_best,
+)
+from rxwgan.report.figures import generator_samples, plot_bands
+
+GRID_COLUMNS = 8
+LOSS_PANELS = (("critic loss", ("train_critic_loss", "val_critic_loss")),
+               ("generator loss", ("train_gen_loss", "val_gen_loss")),
+               ("gradient penalty", ("train_reg_loss",)))
+DIVERGENCE_PANELS = tuple((metric.upper(), (f"train_{metric}_rf", f"val_{metric}_rf", f"val_{metric}_rr"))
+                          for metric in ("kl", "js", "l1", "l2"))
+SHOWN_COLUMNS = ["run", "target", "state", "epoch", "epochs", "train_critic_loss", "train_gen_loss",
+                 "val_critic_loss", "val_gen_loss", "val_kl_rf", "val_js_rf"]
+
+
+@dataclass
+class Report:
+    """What ``write_report`` wrote, and the tables it wrote them from."""
+
+    folder: Path
+    runs: pd.DataFrame
+    best: pd.DataFrame
+    select: str
+    partial: bool
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def html(self) -> Path:
+        return self.folder / REPORT_HTML
+
+    @property
+    def markdown(self) -> Path:
+        return self.folder / REPORT_MARKDOWN
+
+
+def write_report(study: str | Path, out: str | Path | None = None,
+                 select: str = DEFAULT_SELECT) -> Report:
+    """Write runs.csv, best.csv, the figures, report.md and a self-contained report.html."""
+    study = Path(study)
+    out = Path(out) if out is not None else study / REPORT_FOLDER
+    runs = load_runs(study)
+    frame = runs_frame(runs)
+    best = select_best(frame, select)
+    partial = bool((frame["state"] != "done").any())
+    report = Report(out, frame, best, select, partial)
+    write_frame(frame, out / REPORT_RUNS)
+    write_frame(best, out / REPORT_BEST)
+    report.files += [out / REPORT_RUNS, out / REPORT_BEST]
+
+    folders = {run.plan.path: run.folder for run in runs}
+    samples = {path: images for path in best["run"]
+               if (images := generator_samples(folders[path])) is not None}
+    sections = []
+    for target in sorted({run.plan.target for run in runs}):
+        chosen = [samples[path] for path in best.loc[best["target"] == target, "run"] if path in samples]
+        mine = [run for run in runs if run.plan.target == target]
+        sections.append(_target_section(target, mine, chosen, comparable_keys(mine), out, report.files))
+    best_grids = _best_grids(samples, out, report.files)
+    markdown, page = _documents(study, report, sections, best_grids, _utility_part(study, out, report.files))
+    atomic.write_text(out / REPORT_MARKDOWN, markdown)
+    atomic.write_text(out / REPORT_HTML, page)
+    report.files += [out / REPORT_MARKDOWN, out / REPORT_HTML]
+    return report
+
+
+@dataclass
+class _Section:
+    target: int
+    runs: int
+    figures: list[tuple[str, str]]  # (caption, file name)
+
+
+def _target_section(target: int, runs: list[StudyRun], chosen: list[torch.Tensor], metrics: list[str],
+                    out: Path, files: list[Path]) -> _Section:
+    """Curves across the target's runs, and a row of samples from each selected generator."""
+    histories = [run.history for run in runs if run.history]
+    figures = []
+    plots = [("loss curves", f"curves_target_{target}.png", LOSS_PANELS),
+             ("histogram divergences", f"divergences_target_{target}.png", DIVERGENCE_PANELS)]
+    if metrics:
+        plots.append(("evaluation metrics", f"metrics_target_{target}.png",
+                      tuple((key, (key,)) for key in metrics)))
+    if histories:
+        for caption, name, panels in plots:
+            plot_bands(histories, panels, out / name,
+                       f"target {target}: mean and ±1 std over {len(histories)} run(s)")
+            figures.append((caption, name))
+            files.append(out / name)
+    if chosen:
+        name = f"samples_target_{target}.png"
+        save_grid(torch.cat([images[:GRID_COLUMNS] for images in chosen]), out / name,
+                  columns=GRID_COLUMNS)
+        figures.append((f"samples of the {len(chosen)} selected generator(s), one per row", name))
+        files.append(out / name)
+    return _Section(target, len(runs), figures)
+
+
+def _best_grids(samples: dict[str, torch.Tensor], out: Path, files: list[Path]) -> list[tuple[str, str]]:
+    grids = []
+    for path, images in samples.items():
+        name = f"best_{path.replace('/', '_')}.png"
+        save_grid(images, out / name)
+        grids.append((path, name))
+        files.append(out / name)
+    return grids
+
+
+def _summary(report: Report) -> str:
+    counts = report.runs["state"].value_counts()
+    states = ", ".join(f"{n} {state}" for state, n in counts.items())
+    return f"{len(report.runs)} runs: {states}."
+
+
+def _partial_note(report: Report) -> str:
+    unfinished = int((report.runs["state"] != "done").sum())
+    return (f"Partial results: {unfinished} of {len(report.runs)} runs are not finished (their state "
+            f"is not 'done'); their rows hold the last epoch recorded and the figures the epochs "
+            f"done so far.")
+
+
+def _utility_part(study: Path, out: Path, files: list[Path]) -> tuple[list[str], list[str]]:
+    """``rxwgan utility``'s answer, when the study has one: its summary, comparisons and ROC figure."""
+    folder = study / UTILITY_FOLDER
+    if not (folder / UTILITY_SUMMARY_MARKDOWN).is_file():
+        return [], []
+    summary = (folder / UTILITY_SUMMARY_MARKDOWN).read_text().rstrip()
+    title = "Does the synthetic data help? (rxwgan utility)"
+    md = [f"## {title}", "", summary, ""]
+    page = [f"<h2>{html.escape(title)}</h2>",
+            *(f"<pre>{html.escape(block)}</pre>" for block in summary.split("\n\n"))]
+    if (folder / UTILITY_ROC).is_file():
+        atomic.write_bytes(out / REPORT_UTILITY_ROC, (folder / UTILITY_ROC).read_bytes())
+        files.append(out / REPORT_UTILITY_ROC)
+        caption = "ROC curves on the test rows per condition: every classifier run, and their mean"
+        md += [f"![{caption}](utility_roc.png)", "", f"*{caption}*", ""]
+        page.append(_figure(out / REPORT_UTILITY_ROC, caption))
+    return md, page
+
+
+def _documents(study: Path, report: Report, sections: list[_Section],
+               best_grids: list[tuple[str, str]],
+               utility: tuple[list[str], list[str]] = ([], [])) -> tuple[str, str]:
+    """The same content twice: Markdown with image links, HTML with the images embedded."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    shown = [c for c in SHOWN_COLUMNS if c in report.runs.columns] + _extra(report.runs)
+    if report.runs["eval_space"].notna().any():
+        shown.append("eval_space")
+    if report.runs["memorisation"].notna().any():
+        shown.append("memorisation")
+    select_note = (f"Best run per test and target: the smallest last `{report.select}`"
+                   + (" (k-fold runs: per target)" if report.runs["test"].isna().any() else "")
+                   + ("; a run that kept its lowest-KID generator (generator_best) counts that "
+                      "generator's KID, from the epoch in best_epoch"
+                      if report.runs["best_epoch"].notna().any() else ""))
+    md = [f"# Study report: {study}", "", f"Written {when}. {_summary(report)}", ""]
+    page = [f"<h1>Study report: {html.escape(str(study))}</h1>",
+            f"<p>Written {when}. {html.escape(_summary(report))}</p>"]
+    if report.partial:
+        md += [f"> **{_partial_note(report)}**", ""]
+        page.append(f'<p class="partial"><strong>{html.escape(_partial_note(report))}</strong></p>')
+    memo_note = (" Memorisation (rxwgan evaluate --memorisation): near_copies is the share of synthetic "
+                 "images closer to a training image than 95% of the unseen real images are (in the "
+                 "feature space named, pixel_near_copies in pixels), near_copies_unseen the unseen "
+                 "images' own share (the reference), authenticity the authentic share (Alaa et al. 2022)."
+                 if "near_copies" in report.runs.columns else "")
+    md += ["## Runs", "", _markdown_table(report.runs[shown]), "", "All columns: runs.csv." + memo_note, ""]
+    page += ["<h2>Runs</h2>", _html_table(report.runs[shown]),
+             f"<p>All columns: runs.csv.{html.escape(memo_note)}</p>"]
+    md += ["## Best runs", "", select_note + ".", ""]
+    page += ["<h2>Best runs</h2>", f"<p>{html.escape(select_note)}.</p>"]
+    if report.best.empty:
+        md += [f"No run has recorded {report.select} yet.", ""]
+        page.append(f"<p>No run has recorded {html.escape(report.select)} yet.</p>")
+    else:
+        columns = [c for c in ["run", "test", "target", "state", "epoch", report.select]
+                   if c in report.best.columns]
+        if report.select in FEATURE_KEYS:
+            columns.append("eval_space")
+        md += [_markdown_table(report.best[columns]), ""]
+        page.append(_html_table(report.best[columns]))
+    for path, name in best_grids:
+        md += [f"![{path}]({name})", ""]
+        page.append(_figure(report.folder / name, f"{path}: its fixed-latent sample grid"))
+    md += utility[0]
+    page += utility[1]
+    for section in sections:
+        md += [f"## Target {section.target} ({section.runs} runs)", ""]
+        page.append(f"<h2>Target {section.target} ({section.runs} runs)</h2>")
+        for caption, name in section.figures:
+            md += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+            page.append(_figure(report.folder / name, caption))
+    style = ("body{font-family:sans-serif;max-width:1400px;margin:auto}table{border-collapse:collapse;"
+             "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+             ".partial{background:#fff3cd;padding:6px}img{max-width:100%}")
+    document = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>rxwgan study report</title>"
+                f"<style>{style}</style></head><body>\n" + "\n".join(page) + "\n</body></html>\n")
+    return "\n".join(md) + "\n", document
+
+
+def _extra(frame: pd.DataFrame) -> list[str]:
+    """The evaluation metrics' columns (history keys training does not write itself)."""
+    own = {*SPLIT_COLUMNS, *HISTORY_KEYS, *TEXT_COLUMNS}
+    return [c for c in frame.columns if c not in own]
+
+
+def _cell(value: Any) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    rows = [list(frame.columns), ["---"] * len(frame.columns)]
+    rows += [[_cell(v).replace("|", "\\|") for v in record] for record in frame.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in record) + "</tr>"
+                   for record in frame.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
