@@ -75,6 +75,16 @@ REPORT_RUNS = "runs.csv"
 REPORT_BEST = "best.csv"
 REPORT_UTILITY_ROC = "utility_roc.png"
 
+
+def report_figure(kind: str, target: int) -> str:
+    """A class's figure in the report: ``curves``, ``divergences``, ``metrics`` or ``samples``."""
+    return f"{kind}_target_{target}.png"
+
+
+def report_best_grid(run: str) -> str:
+    """Samples of a study's best run (``fold_0/target_1``) in the report."""
+    return f"best_{run.replace('/', '_')}.png"
+
 # --- a synthetic set ----------------------------------------------------------------------
 SYNTHETIC_TABLE = "synthetic.csv"
 SYNTHETIC_SETTINGS = "synthetic.json"

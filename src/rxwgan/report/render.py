@@ -28,6 +28,8 @@ from rxwgan.base.layout import (
     UTILITY_FOLDER,
     UTILITY_ROC,
     UTILITY_SUMMARY_MARKDOWN,
+    report_best_grid,
+    report_figure,
 )
 from rxwgan.base.plots import save_grid
 from rxwgan.data.table import write_frame
@@ -116,10 +118,10 @@ def _target_section(target: int, runs: list[StudyRun], chosen: list[torch.Tensor
     """Curves across the target's runs, and a row of samples from each selected generator."""
     histories = [run.history for run in runs if run.history]
     figures = []
-    plots = [("loss curves", f"curves_target_{target}.png", LOSS_PANELS),
-             ("histogram divergences", f"divergences_target_{target}.png", DIVERGENCE_PANELS)]
+    plots = [("loss curves", report_figure("curves", target), LOSS_PANELS),
+             ("histogram divergences", report_figure("divergences", target), DIVERGENCE_PANELS)]
     if metrics:
-        plots.append(("evaluation metrics", f"metrics_target_{target}.png",
+        plots.append(("evaluation metrics", report_figure("metrics", target),
                       tuple((key, (key,)) for key in metrics)))
     if histories:
         for caption, name, panels in plots:
@@ -128,7 +130,7 @@ def _target_section(target: int, runs: list[StudyRun], chosen: list[torch.Tensor
             figures.append((caption, name))
             files.append(out / name)
     if chosen:
-        name = f"samples_target_{target}.png"
+        name = report_figure("samples", target)
         save_grid(torch.cat([images[:GRID_COLUMNS] for images in chosen]), out / name,
                   columns=GRID_COLUMNS)
         figures.append((f"samples of the {len(chosen)} selected generator(s), one per row", name))
@@ -139,7 +141,7 @@ def _target_section(target: int, runs: list[StudyRun], chosen: list[torch.Tensor
 def _best_grids(samples: dict[str, torch.Tensor], out: Path, files: list[Path]) -> list[tuple[str, str]]:
     grids = []
     for path, images in samples.items():
-        name = f"best_{path.replace('/', '_')}.png"
+        name = report_best_grid(path)
         save_grid(images, out / name)
         grids.append((path, name))
         files.append(out / name)
