@@ -67,7 +67,13 @@ UTILITY_TABLE = "utility.csv"
 UTILITY_SUMMARY = "summary.csv"
 UTILITY_SUMMARY_MARKDOWN = "summary.md"
 UTILITY_ROC = "roc.png"
-UTILITY_RUNS_FOLDER = "runs"  # one result file per classifier run
+UTILITY_RUNS_FOLDER = "runs"
+UTILITY_RESULTS_PATTERN = f"{UTILITY_RUNS_FOLDER}/*/*.json"
+
+
+def utility_result(split: str, condition: str, ratio: float, seed: int) -> str:
+    """One classifier run's result file, relative to the study's utility folder."""
+    return f"{UTILITY_RUNS_FOLDER}/{split}/{condition}_x{ratio:g}_seed{seed}.json"
 REPORT_FOLDER = "report"
 REPORT_MARKDOWN = "report.md"
 REPORT_HTML = "report.html"
@@ -91,6 +97,7 @@ SYNTHETIC_SETTINGS = "synthetic.json"
 MIXED_TABLE = "mixed.csv"
 SYNTHETIC_IMAGES = "images"
 SYNTHETIC_GRID = "samples.png"
+EVALUATION_RECORD = "evaluation.json"  # the demo's evaluation of a set (as ``evaluate --json`` writes)
 CARD_FILE = "CARD.md"
 MEMORISATION_RECORD = "memorisation.json"
 MEMORISATION_PAIRS = "memorisation_pairs.png"
