@@ -49,8 +49,8 @@ checkpoint.atomic.write_json = write_json
 import os, signal
 from rxwgan.train import artefacts
 real = artefacts.save_model
-def save_model(module, path):
-    real(module, path)
+def save_model(module, path, **kwargs):
+    real(module, path, **kwargs)
     if str(path).endswith("generator_trained.safetensors"):
         os.kill(os.getpid(), signal.SIGKILL)
 artefacts.save_model = save_model
@@ -60,7 +60,7 @@ import os, signal
 from rxwgan.train import artefacts
 def write_config(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
-artefacts.write_config = write_config
+artefacts.RunFolder.write_config = write_config
 """,
 }
 RUNNER = "import sys\n{patch}\nfrom rxwgan.cli import main\nsys.exit(main(sys.argv[1:]))\n"

@@ -1,7 +1,7 @@
 """Seconds per training step at 128 px, batch 16: the ResNet WGAN-GP against the old tool's v1.
 
 A step is one critic step with gradient penalty and one generator step, timed with the
-training loop's own functions (``wgan_steps.critic_step`` + ``generator_step``), channels-last,
+training loop's own functions (``steps.critic_step`` + ``generator_step``), channels-last,
 in fp32 and under bf16 autocast (bf16 only where the CPU computes it natively). Both models,
 both precisions, one process; the four configurations are interleaved repeat by repeat so a
 change in machine load hits all alike, inside ``reused_cpu_memory`` as training's steps run.
@@ -17,7 +17,7 @@ import torch
 
 from rxwgan.base.devices import cpu_supports_bf16, reused_cpu_memory
 from rxwgan.models import build_critic, build_generator
-from rxwgan.train.steps import critic_step, generator_step
+from rxwgan.train.steps import StepSettings, critic_step, generator_step
 
 BATCH = 16
 SIZE = 128
@@ -36,11 +36,11 @@ def make_step(arch: str, precision: str, seed: int = 0, **hparams):
     rng = torch.Generator().manual_seed(seed)
     real = (torch.rand(BATCH, 1, SIZE, SIZE, generator=rng) * 2 - 1).contiguous(
         memory_format=torch.channels_last)
-    device = torch.device("cpu")
+    settings = StepSettings(GP_WEIGHT, precision, torch.device("cpu"))
 
     def step() -> None:
-        critic_step(generator, critic, opt_d, real, rng, GP_WEIGHT, precision)
-        generator_step(generator, critic, opt_g, BATCH, rng, precision, device)
+        critic_step(generator, critic, opt_d, real, rng, settings)
+        generator_step(generator, critic, opt_g, BATCH, rng, settings)
 
     params = (sum(p.numel() for p in generator.parameters()),
               sum(p.numel() for p in critic.parameters()))

@@ -3,7 +3,7 @@
 A "step" is what the old tool did per batch: one critic step (with gradient penalty)
 and one generator step. The reference below is the plain PyTorch port of that step
 (NCHW contiguous, fp32, torch's nn.Dropout, three critic calls); rxwgan's step is the
-training loop's own code (`wgan_steps.critic_step` + `generator_step`:
+training loop's own code (`steps.critic_step` + `generator_step` under the Trainer's `StepSettings`:
 channels-last, bf16 autocast where the CPU has it, reals and fakes in one critic call
 and x_hat in another, our dropout masks, history divergences included). Same model, same batch, same machine,
 one run. Also reported: the data-loading and history-metric shares of rxwgan's step,
@@ -168,13 +168,11 @@ def measure(repeats: int, warmup: int, reuse_cpu_memory: bool) -> dict:
         def load_batch() -> torch.Tensor:
             return trainer.train_images[order[:BATCH]]
 
-        state = trainer.state
+        state, settings = trainer.state, trainer.step_settings
 
         def ours() -> None:
-            critic_step(state.generator, state.critic, state.opt_d, load_batch(), state.rng,
-                        config.gp_weight, trainer.precision)
-            generator_step(state.generator, state.critic, state.opt_g, BATCH, state.rng, trainer.precision,
-                           trainer.device)
+            critic_step(state.generator, state.critic, state.opt_d, load_batch(), state.rng, settings)
+            generator_step(state.generator, state.critic, state.opt_g, BATCH, state.rng, settings)
 
         generator, critic = plain_port(build_generator("v1")), plain_port(build_critic("v1"))
         opt_g = torch.optim.Adam(generator.parameters(), 1e-4, betas=(0.5, 0.9))

@@ -17,6 +17,7 @@ from helpers import run_config as config
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.layout import HISTORY_KEYS
 from rxwgan.data.phantoms import write_demo_data
+from rxwgan.train.checkpoint import save_checkpoint
 from rxwgan.train.loop import train
 
 
@@ -118,6 +119,26 @@ def test_killed_run_resumes_to_the_same_result(demo_table, straight_run, tmp_pat
     assert again.returncode == 0, again.stderr
     assert "resuming from the checkpoint" in again.stdout
     assert_same_run(straight_run, tmp_path / "killed")
+
+
+def test_checkpoint_holding_the_half_done_epoch_as_a_plain_dict_resumes_exactly(demo_table, straight_run,
+                                                                                tmp_path):
+    """The format checkpoints have always had (before ``PartialEpoch``): still read, bit for bit."""
+    out = tmp_path / "stopped"
+    stopped = cli(train_args(demo_table, out), killer_script(epoch=3, batch=1, signal_name="SIGTERM"))
+    assert stopped.returncode == 130, stopped.stderr
+    pointer = json.loads((out / "checkpoint.json").read_text())
+    saved = torch.load(out / pointer["file"], weights_only=True)
+    partial = saved["partial"]
+    saved["partial"] = {"epoch": 3, "batch": 2, "order": partial["order"],
+                        "sums": {key: float(value) for key, value in partial["sums"].items()},
+                        "counts": {key: int(value) for key, value in partial["counts"].items()}}
+    save_checkpoint(out, saved, Path(pointer["file"]).stem)
+
+    again = cli(train_args(demo_table, out))
+    assert again.returncode == 0, again.stderr
+    assert "resuming from the checkpoint in" in again.stdout and "batch 2 of epoch 3" in again.stdout
+    assert_same_run(straight_run, out)
 
 
 def test_old_style_restart_from_epoch_files(demo_table, tmp_path):

@@ -26,6 +26,8 @@ import torch
 from rxwgan.base import atomic
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.layout import RUN_SPACE_RECORD, STUDY_SPACE_FILE
+from rxwgan.data.splits import partition
+from rxwgan.data.table import Table, read_table
 from rxwgan.metrics.metric_registry import METRICS
 from rxwgan.metrics.space_builder import (
     FeatureSpace,
@@ -40,7 +42,6 @@ from rxwgan.metrics.space_registry import AUTO, is_fitted
 # The history keys measured in a feature space (fid, kid, precision, ...): never ranked across spaces.
 FEATURE_KEYS = frozenset(key for metric in METRICS.values() if metric.uses_features
                          for key in metric.keys)
-_RUN_MEMO: dict[tuple, FeatureSpace] = {}
 
 
 def chosen_space(features: str, weights: str | Path | None = None) -> str:
@@ -48,16 +49,13 @@ def chosen_space(features: str, weights: str | Path | None = None) -> str:
     return auto_space(weights)[0] if features == AUTO else features
 
 
-def fit_on_rows(name: str, csv: str | Path, rows: Sequence[int], size: int, *, seed: int,
-                path_column: str, target_column: str, cache_dir: str | Path | None,
-                device: str | torch.device = "cpu") -> FeatureSpace:
-    """The space ``name`` fitted on these rows of the table (all their classes)."""
+def fit_on_rows(name: str, table: Table, rows: Sequence[int], size: int, *, seed: int,
+                cache_dir: str | Path | None, device: str | torch.device = "cpu") -> FeatureSpace:
+    """The space ``name`` fitted on these rows of ``table`` (all their classes)."""
     from rxwgan.data.cache import ImageCache
-    from rxwgan.data.table import read_table
 
     if not is_fitted(name):
         return resolve_space(name, device=device)[0]
-    table = read_table(csv, path_column, target_column, check_files=False)
     rows = [int(i) for i in rows]
     paths = table.paths
     images = ImageCache(cache_dir).load([paths[i] for i in rows], size,
@@ -66,36 +64,29 @@ def fit_on_rows(name: str, csv: str | Path, rows: Sequence[int], size: int, *, s
                          cache_dir=cache_dir, device=device)[0]
 
 
-def run_space(config: Any, size: int, device: str | torch.device = "cpu") -> FeatureSpace:
-    """The feature space of one training run (a ``TrainConfig``) at ``size`` px.
+def space_of_run(config: Any, table: Table, train_rows: Sequence[int], size: int,
+                 device: str | torch.device = "cpu") -> FeatureSpace:
+    """The feature space of one training run (a ``TrainConfig``) at ``size`` px, from the table
+    and the training rows (every class) the run already holds.
 
     A file (``--eval_features path``) or a pretrained space as named; ``trained`` or
     ``random`` fitted on the run's training rows of every class (the rows its metrics
-    never score). Kept in memory per table file, split and size, so an evaluation every
-    few epochs decodes the rows once.
+    never score).
     """
     name = chosen_space(config.eval_features)
     if is_space_file(name) or not is_fitted(name):
         return resolve_space(name, device=device)[0]
-    csv = Path(config.input).expanduser().resolve()
-    stamp = csv.stat()
-    key = (str(csv), stamp.st_mtime_ns, stamp.st_size, config.split.name, size, config.seed, name,
-           config.path_column, config.target_column, str(config.cache_dir))
-    space = _RUN_MEMO.get(key)
-    if space is None:
-        from rxwgan.data.splits import partition
-        from rxwgan.data.table import read_table
-
-        table = read_table(csv, config.path_column, config.target_column, check_files=False)
-        rows = partition(table.targets, config.split).train
-        space = fit_on_rows(name, csv, rows, size, seed=config.seed, path_column=config.path_column,
-                            target_column=config.target_column, cache_dir=config.cache_dir,
-                            device=device)
-        space.info["fitted_on"] = {"table": str(csv), "rows": f"the training rows of {config.split.name}",
-                                   "n_rows": len(rows)}
-        _RUN_MEMO.clear()  # one run's space at a time
-        _RUN_MEMO[key] = space
+    space = fit_on_rows(name, table, train_rows, size, seed=config.seed, cache_dir=config.cache_dir,
+                        device=device)
+    which = f"the training rows of {config.split.name}"
+    space.info["fitted_on"] = {"table": str(table.source), "rows": which, "n_rows": len(train_rows)}
     return space
+
+
+def run_space(config: Any, size: int, device: str | torch.device = "cpu") -> FeatureSpace:
+    """``space_of_run`` for a run known only by its settings: its table is read from ``config.input``."""
+    table = read_table(config.input, config.path_column, config.target_column, check_files=False)
+    return space_of_run(config, table, partition(table.targets, config.split).train, size, device)
 
 
 def record_run_space(folder: Path, space: FeatureSpace, history: dict[str, list]) -> None:
@@ -141,9 +132,6 @@ def study_space(features: str, study: Path, csv: str | Path, splits: Sequence[An
     is reused unless it was fitted on rows these splits score, or ``refit`` (--overwrite).
     Pretrained spaces and space files are used as named.
     """
-    from rxwgan.data.splits import partition
-    from rxwgan.data.table import read_table
-
     name = chosen_space(features)
     if is_space_file(name) or not is_fitted(name):
         space, _ = resolve_space(name)
@@ -171,8 +159,7 @@ def study_space(features: str, study: Path, csv: str | Path, splits: Sequence[An
                           f"on by some run of this study, so none is left to fit its feature space on; "
                           f"pass --eval_fit_all to fit it on every row (its numbers then see the "
                           f"validation images), or use --eval_features xrv")
-    space = fit_on_rows(name, csv, rows, size, seed=seed, path_column=path_column,
-                        target_column=target_column, cache_dir=cache_dir)
+    space = fit_on_rows(name, table, rows, size, seed=seed, cache_dir=cache_dir)
     which = "every row (--eval_fit_all)" if fit_all else "the rows no run of the study validates or tests on"
     fitted_on = {"table": str(Path(csv).resolve()), "rows": which, "n_rows": len(rows),
                  "row_indices": rows.tolist()}

@@ -1,19 +1,23 @@
 """What a run leaves for people and notebooks: the history, epoch files, grids, curves, config.
 
-The history keeps the old tool's keys, one value per epoch (None where a value does not
-exist that epoch), so its users' analysis notebooks read ``history.json`` unchanged.
+Everything goes through ``RunFolder``, which records each name in the run's manifest before
+it writes the file: a run killed mid-write leaves only files the manifest owns, which a
+retry or ``--overwrite`` removes. The history keeps the old tool's keys, one value per epoch
+(None where a value does not exist that epoch), so its users' analysis notebooks read
+``history.json`` unchanged.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from rxwgan.base import atomic
 from rxwgan.base.layout import (
+    BEST_FILES,
     BEST_GENERATOR,
     BEST_RECORD,
     CHECKPOINT_FOLDER,
@@ -22,6 +26,7 @@ from rxwgan.base.layout import (
     CURVES_FILE,
     FINAL_FILES,
     HISTORY_FILE,
+    PARTITION_COLUMN,
     RUN_SPACE_RECORD,
     SPLIT_FILE,
     TENSORBOARD_FOLDER,
@@ -31,39 +36,109 @@ from rxwgan.base.layout import (
     grid_file,
 )
 from rxwgan.base.plots import save_curves, save_grid
+from rxwgan.data.splits import Partition
+from rxwgan.data.table import Table
 from rxwgan.models import save_model
+from rxwgan.train.checkpoint import save_checkpoint
 from rxwgan.train.config import TrainConfig, environment
+from rxwgan.train.folder import Manifest
 from rxwgan.train.state import GRID_SIDE, RunState
 
-# Written under fixed names by every run: recorded in the run's manifest once, at setup.
-RUN_FILES = (CONFIG_FILE, SPLIT_FILE, HISTORY_FILE, CURVES_FILE, TENSORBOARD_FOLDER, CHECKPOINT_FOLDER,
-             CHECKPOINT_POINTER, RUN_SPACE_RECORD, *FINAL_FILES)
+if TYPE_CHECKING:
+    from rxwgan.metrics.space_types import FeatureSpace
 
 
-def save_epoch_files(out: Path, epoch: int, state: RunState, history: dict[str, list[float | None]]) -> None:
-    """The networks (the generator file with its moving average) and the history so far."""
-    generator_file, critic_file, history_file = epoch_files(epoch)
-    save_model(state.generator, out / generator_file, ema=_averaged(state))
-    save_model(state.critic, out / critic_file)
-    atomic.write_json(out / history_file, history)
+class RunFolder:
+    """The run's folder as training writes it: each save records its names in the manifest, then writes."""
 
+    def __init__(self, out: Path, manifest: Manifest):
+        self.out, self.manifest = out, manifest
 
-def save_best(out: Path, state: RunState) -> None:
-    """``generator_best`` and ``best.json`` (``state.best``): the epoch whose samples had the lowest KID."""
-    save_model(state.generator, out / BEST_GENERATOR, ema=_averaged(state))
-    atomic.write_json(out / BEST_RECORD, state.best)
+    @property
+    def checkpointed(self) -> bool:
+        """Whether the run ever reached a checkpoint (what a failure message can promise)."""
+        return self.manifest.checkpointed
+
+    def write_split(self, table: Table, parts: Partition) -> None:
+        """``split.csv``: the table's rows with the partition each is in."""
+        self.manifest.record(SPLIT_FILE)
+        table.write(self.out / SPLIT_FILE, {PARTITION_COLUMN: parts.labels(len(table))})
+
+    def write_config(self, config: TrainConfig, generator: nn.Module, critic: nn.Module,
+                     device: torch.device, precision: str, counts: dict[str, int], table_sha256: str) -> None:
+        """``config.json``: every setting, the networks, the versions and where the run ran."""
+        self.manifest.record(CONFIG_FILE)
+        atomic.write_json(self.out / CONFIG_FILE, {
+            "config": config.to_dict(), "environment": environment(), "split": config.split.name,
+            "table_sha256": table_sha256, "image_size": int(generator.image_size),
+            "generator": {"arch": generator.arch, "hparams": generator.hparams},
+            "critic": {"arch": critic.arch, "hparams": critic.hparams},
+            "device": str(device), "precision": precision, **counts,
+        })
+
+    def summary_writer(self, purge_step: int) -> Any:
+        """The TensorBoard writer of the run's folder (it creates the folder at once)."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.manifest.record(TENSORBOARD_FOLDER)
+        return SummaryWriter(log_dir=str(self.out / TENSORBOARD_FOLDER), purge_step=purge_step)
+
+    def write_history(self, history: dict[str, list[float | None]]) -> None:
+        self.manifest.record(HISTORY_FILE)
+        atomic.write_json(self.out / HISTORY_FILE, history)
+
+    def save_epoch_files(self, epoch: int, state: RunState) -> None:
+        """The networks (the generator file with its moving average) and the history so far."""
+        names = epoch_files(epoch)
+        self.manifest.record(*names)
+        generator_file, critic_file, history_file = (self.out / name for name in names)
+        save_model(state.generator, generator_file, ema=_averaged(state))
+        save_model(state.critic, critic_file)
+        atomic.write_json(history_file, state.history)
+
+    def save_best(self, state: RunState) -> None:
+        """``generator_best`` and ``best.json`` (``state.best``): the epoch with the lowest KID so far."""
+        self.manifest.record(*BEST_FILES)
+        save_model(state.generator, self.out / BEST_GENERATOR, ema=_averaged(state))
+        atomic.write_json(self.out / BEST_RECORD, state.best)
+
+    def save_pictures(self, epoch: int, samples: torch.Tensor, history: dict[str, list[float | None]],
+                      writer: Any) -> None:
+        """The fixed-latent sample grid and the loss curves, as PNG and in TensorBoard."""
+        self.manifest.record(grid_file(epoch), CURVES_FILE)
+        save_grid(samples, self.out / grid_file(epoch), GRID_SIDE)
+        save_curves(history, self.out / CURVES_FILE)
+        writer.add_image("samples", (samples[:, 0:1] + 1) / 2, epoch, dataformats="NCHW")
+
+    def record_space(self, space: FeatureSpace, history: dict[str, list[float | None]]) -> None:
+        """The run's ``RUN_SPACE_RECORD`` (refused when its earlier numbers are in another space)."""
+        from rxwgan.metrics.space_per_study import record_run_space
+
+        self.manifest.record(RUN_SPACE_RECORD)
+        record_run_space(self.out, space, history)
+
+    def save_checkpoint(self, contents: dict[str, Any], label: str) -> None:
+        """A full checkpoint and its pointer; from now on the run's files are kept on a retry."""
+        self.manifest.record(CHECKPOINT_FOLDER, CHECKPOINT_POINTER)
+        save_checkpoint(self.out, contents, label)
+        self.manifest.mark_checkpointed()
+
+    def save_final(self, state: RunState) -> None:
+        self.manifest.record(*FINAL_FILES)
+        save_model(state.generator, self.out / TRAINED_GENERATOR, ema=_averaged(state))
+        save_model(state.critic, self.out / TRAINED_CRITIC)
+
+    def has_final(self) -> bool:
+        return all((self.out / name).is_file() for name in FINAL_FILES)
+
+    def remove_final(self) -> None:
+        """A shorter run's final files: a longer run writes its own."""
+        for name in FINAL_FILES:
+            (self.out / name).unlink(missing_ok=True)
 
 
 def _averaged(state: RunState) -> nn.Module | None:
     return None if state.ema is None else state.ema.module
-
-
-def save_pictures(out: Path, epoch: int, samples: torch.Tensor, history: dict[str, list[float | None]],
-                  writer: Any) -> None:
-    """The fixed-latent sample grid and the loss curves, as PNG and in TensorBoard."""
-    save_grid(samples, out / grid_file(epoch), GRID_SIDE)
-    save_curves(history, out / CURVES_FILE)
-    writer.add_image("samples", (samples[:, 0:1] + 1) / 2, epoch, dataformats="NCHW")
 
 
 def log_scalars(writer: Any, epoch: int, values: dict[str, float | None]) -> None:
@@ -71,33 +146,6 @@ def log_scalars(writer: Any, epoch: int, values: dict[str, float | None]) -> Non
         if value is not None:
             tag = key.replace("_", "/", 1) if key.startswith(("train_", "val_")) else f"eval/{key}"
             writer.add_scalar(tag, value, epoch)
-
-
-def save_final(out: Path, state: RunState) -> None:
-    save_model(state.generator, out / TRAINED_GENERATOR, ema=_averaged(state))
-    save_model(state.critic, out / TRAINED_CRITIC)
-
-
-def has_final(out: Path) -> bool:
-    return all((out / name).is_file() for name in FINAL_FILES)
-
-
-def write_config(out: Path, config: TrainConfig, generator: nn.Module, critic: nn.Module,
-                 device: torch.device, precision: str, counts: dict[str, int], table_sha256: str) -> None:
-    """``config.json``: every setting, the networks, the versions and where the run ran."""
-    atomic.write_json(out / CONFIG_FILE, {
-        "config": config.to_dict(), "environment": environment(), "split": config.split.name,
-        "table_sha256": table_sha256, "image_size": int(generator.image_size),
-        "generator": {"arch": generator.arch, "hparams": generator.hparams},
-        "critic": {"arch": critic.arch, "hparams": critic.hparams},
-        "device": str(device), "precision": precision, **counts,
-    })
-
-
-def summary_writer(folder: Path, purge_step: int) -> Any:
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(log_dir=str(folder), purge_step=purge_step)
 
 
 def epoch_line(epoch: int, epochs: int, values: dict[str, float | None], seconds: float) -> str:

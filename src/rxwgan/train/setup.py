@@ -1,30 +1,33 @@
 """Everything a run needs before its first step, checked before the folder is touched.
 
-``prepare`` reads the table, lets ``run_folder`` decide how the run starts, builds or
-restores the networks, loads the fold's images and refuses what cannot work (too few
-images, an unknown metric). Only then does it write ``split.csv``, ``config.json`` and
-the manifest, so a refused or failed setup leaves the folder as it was.
+``prepare`` reads the table, lets ``folder.decide_start`` choose how the run starts, builds or
+restores the networks, loads the fold's images, builds the evaluation's feature space from
+the same table and split, and refuses what cannot work (too few images, an unknown
+metric). Only then does it write ``split.csv``, ``config.json`` and the manifest, so a
+refused or failed setup leaves the folder as it was.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rxwgan.base.devices import resolve_device, resolve_precision
 from rxwgan.base.errors import RxwganError
-from rxwgan.base.layout import PARTITION_COLUMN, SPLIT_FILE
 from rxwgan.base.progress import Log
 from rxwgan.data.cache import ImageCache
 from rxwgan.data.splits import Partition, partition
 from rxwgan.data.table import Table, read_table
-from rxwgan.train import artefacts
+from rxwgan.train.artefacts import RunFolder
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.folder import Manifest, decide_start, table_fingerprint
 from rxwgan.train.state import RunState, initial_network, new_state
+
+if TYPE_CHECKING:
+    from rxwgan.metrics.space_types import FeatureSpace
 
 MIN_EVAL_IMAGES = 6  # precision/recall look at 5 nearest neighbours
 
@@ -36,9 +39,10 @@ class Setup:
     state: RunState
     train_images: torch.Tensor
     val_images: torch.Tensor | None
-    manifest: Manifest
+    folder: RunFolder
     table_print: dict[str, Any]  # the table's content fingerprint, kept in every checkpoint
     epochs: int  # the run's length: --epochs, or what --kimg / --gen_steps come to
+    space: FeatureSpace | None  # --eval_for_each's feature space; None when no evaluation is ahead
 
 
 def prepare(config: TrainConfig, log: Log) -> Setup:
@@ -65,20 +69,30 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
     state = new_state(config, generator, critic, device)
     if start.checkpoint is not None:
         state.restore(start.checkpoint, device, precision, config.seed, log)
-        where = f"epoch {state.epoch}" + (f", batch {state.partial['batch']} of epoch "
-                                          f"{state.partial['epoch']}" if state.partial else "")
+        where = f"epoch {state.epoch}" + (f", batch {state.partial.batch} of epoch "
+                                          f"{state.partial.epoch}" if state.partial else "")
         log(f"resuming from the checkpoint in {out} ({where})")
     elif start.legacy:
         state.restore_legacy(config, log)
     check_evaluation(config, val_images)
+    space = None
+    if evaluates_ahead(config, state.epoch, epochs):
+        from rxwgan.metrics.space_per_study import space_of_run
 
-    manifest = Manifest(out)
-    manifest.record(*artefacts.RUN_FILES)
-    table.write(out / SPLIT_FILE, {PARTITION_COLUMN: parts.labels(len(table))})
+        space = space_of_run(config, table, parts.train, int(generator.image_size), device)
+
+    folder = RunFolder(out, Manifest(out))
+    folder.write_split(table, parts)
     counts = {"train_images": len(train_images), "val_images": 0 if val_images is None else len(val_images),
               "epochs": epochs}
-    artefacts.write_config(out, config, generator, critic, device, precision, counts, table_print["sha256"])
-    return Setup(device, precision, state, train_images, val_images, manifest, table_print, epochs)
+    folder.write_config(config, generator, critic, device, precision, counts, table_print["sha256"])
+    return Setup(device, precision, state, train_images, val_images, folder, table_print, epochs, space)
+
+
+def evaluates_ahead(config: TrainConfig, done: int, epochs: int) -> bool:
+    """Whether --eval_for_each falls on an epoch after the ``done`` ones: else no space is built."""
+    every = config.eval_for_each
+    return bool(every) and epochs // every > done // every
 
 
 def fold_images(config: TrainConfig, table: Table, parts: Partition, size: int,

@@ -8,6 +8,8 @@ all of it, ``restore()`` puts it back, so a resumed run continues bit for bit.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,38 @@ def append_epoch(history: dict[str, list[float | None]], epoch: int,
 
 
 @dataclass
+class PartialEpoch:
+    """An epoch under way: its shuffled order, the batches done and the running sums of its
+    step values. A stop mid-epoch checkpoints it, so resume continues the same order and sums."""
+
+    epoch: int
+    order: torch.Tensor  # the epoch's permutation of the training images
+    batch: int = 0  # batches done
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            self.sums[key] += value
+            self.counts[key] += 1
+
+    def means(self, keys: Iterable[str]) -> dict[str, float | None]:
+        """Each key's mean over the steps that gave it; None where none did (no generator step)."""
+        return {key: self.sums[key] / self.counts[key] if self.counts.get(key) else None for key in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a checkpoint holds it: plain values and a CPU tensor, what ``weights_only`` loads
+        (the same dict checkpoints held before this class existed)."""
+        return {"epoch": self.epoch, "batch": self.batch, "order": self.order.cpu(),
+                "sums": dict(self.sums), "counts": dict(self.counts)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], device: torch.device) -> PartialEpoch:
+        return cls(int(data["epoch"]), data["order"].to(device), int(data["batch"]),
+                   defaultdict(float, data["sums"]), defaultdict(int, data["counts"]))
+
+
+@dataclass
 class RunState:
     generator: nn.Module
     critic: nn.Module
@@ -52,7 +86,7 @@ class RunState:
     epoch: int = 0  # epochs done
     critic_updates: int = 0
     history: dict[str, list[float | None]] = field(default_factory=empty_history)
-    partial: dict[str, Any] | None = None  # where a stopped epoch got to
+    partial: PartialEpoch | None = None  # where a stopped epoch got to
     ema: GeneratorEMA | None = None  # the generator's moving average: what samples come from
     best: dict[str, Any] | None = None  # {"epoch", "kid", "space_id"} of generator_best
 
@@ -67,9 +101,10 @@ class RunState:
         rng = {"train": self.rng.get_state(), "torch": torch.get_rng_state()}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
+        partial = None if self.partial is None else self.partial.to_dict()
         return {
             "format": FORMAT, "config": config.to_dict(), "epoch": self.epoch,
-            "critic_steps": self.critic_updates, "partial": self.partial, "history": self.history,
+            "critic_steps": self.critic_updates, "partial": partial, "history": self.history,
             "generator": self.generator.state_dict(), "critic": self.critic.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
             "fixed_z": self.fixed_z.cpu(), "arch": self.generator.arch, "table": table,
@@ -100,7 +135,8 @@ class RunState:
         self.epoch = int(checkpoint["epoch"])
         self.critic_updates = int(checkpoint["critic_steps"])
         self.history = {key: list(values) for key, values in checkpoint["history"].items()}
-        self.partial = checkpoint.get("partial")
+        partial = checkpoint.get("partial")
+        self.partial = None if partial is None else PartialEpoch.from_dict(partial, device)
         self.best = checkpoint.get("best")
         if self.ema is not None:
             if checkpoint.get("ema") is not None:

@@ -1,13 +1,14 @@
 """The WGAN-GP maths of one training step: a critic update, a generator update, a validation pass.
 
-Functions of networks, optimisers and tensors only: no files, no run folder, no config
-object, so a notebook or a benchmark calls exactly what ``rxwgan train`` runs.
+Functions of networks, optimisers, tensors and one ``StepSettings``: no files, no run folder,
+no config object, so a notebook or a benchmark calls exactly what ``rxwgan train`` runs.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +18,17 @@ from rxwgan.metrics.histogram_divergences import pair_divergences
 from rxwgan.models.penalty_layers import input_gradient_only
 from rxwgan.train.augment import Policy, augment
 from rxwgan.train.losses import critic_loss, generator_loss, gradient_penalty, interpolate, penalty
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """What every step of a run shares, fixed for the run: one object instead of a list of
+    positional flags that a caller could pass in the wrong order."""
+
+    gp_weight: float  # the gradient penalty's weight in the critic's loss
+    precision: str  # fp32 or bf16 (resolved): the autocast the networks run under
+    device: torch.device  # where the generator step draws its latents
+    policy: Policy = ()  # the DiffAugment operations before the critic
 
 
 class NonFiniteLoss(Exception):
@@ -33,20 +45,19 @@ def has_batch_statistics(critic: nn.Module) -> bool:
 
 
 def critic_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor,
-                rng: torch.Generator, gp_weight: float, precision: str,
-                policy: Policy = ()) -> dict[str, float]:
-    """One critic update on ``real``: Wasserstein loss plus ``gp_weight`` x gradient penalty.
+                rng: torch.Generator, settings: StepSettings) -> dict[str, float]:
+    """One critic update on ``real``: Wasserstein loss plus ``settings.gp_weight`` x gradient penalty.
 
-    With a DiffAugment ``policy`` the critic sees augmented reals and fakes (and x_hat
+    With a DiffAugment ``settings.policy`` the critic sees augmented reals and fakes (and x_hat
     between them); the history's divergences compare the images themselves.
     """
     generator.train()
     critic.train()
     z = torch.randn(len(real), generator.latent_dim, generator=rng, device=real.device)
-    with autocast(real.device, precision):
+    with autocast(real.device, settings.precision):
         with torch.no_grad():
             fake = generator(z).float()
-        seen_real, seen_fake = augment(real, policy, rng), augment(fake, policy, rng)
+        seen_real, seen_fake = augment(real, settings.policy, rng), augment(fake, settings.policy, rng)
         x_hat = interpolate(seen_real, seen_fake, rng)
         if has_batch_statistics(critic):
             d_real, d_fake = critic(seen_real), critic(seen_fake)
@@ -58,23 +69,22 @@ def critic_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.
             d_hat = critic(x_hat)
         wasserstein = critic_loss(d_real, d_fake)
         gp = penalty(d_hat, x_hat)
-    loss = wasserstein + gp_weight * gp
+    loss = wasserstein + settings.gp_weight * gp
     value = _finite(loss, "critic")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return {"critic_loss": value, "reg_loss": gp_weight * gp.item(), **unit_divergences(real, fake)}
+    return {"critic_loss": value, "reg_loss": settings.gp_weight * gp.item(), **unit_divergences(real, fake)}
 
 
 def generator_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, batch: int,
-                   rng: torch.Generator, precision: str, device: torch.device,
-                   policy: Policy = ()) -> dict[str, float]:
+                   rng: torch.Generator, settings: StepSettings) -> dict[str, float]:
     """One generator update: raise the critic's score of ``batch`` fresh (augmented) fakes."""
-    z = torch.randn(batch, generator.latent_dim, generator=rng, device=device)
+    z = torch.randn(batch, generator.latent_dim, generator=rng, device=settings.device)
     critic.requires_grad_(False)  # no critic weight gradients needed here
     try:
-        with autocast(device, precision):
-            loss = generator_loss(critic(augment(generator(z), policy, rng)))
+        with autocast(settings.device, settings.precision):
+            loss = generator_loss(critic(augment(generator(z), settings.policy, rng)))
         value = _finite(loss, "generator")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -84,11 +94,12 @@ def generator_step(generator: nn.Module, critic: nn.Module, optimizer: torch.opt
     return {"gen_loss": value}
 
 
-def validate(generator: nn.Module, critic: nn.Module, images: Tensor, seed: int, batch_size: int,
-             gp_weight: float, precision: str) -> dict[str, float]:
+def validation_losses(generator: nn.Module, critic: nn.Module, images: Tensor, settings: StepSettings, *,
+             seed: int, batch_size: int) -> dict[str, float]:
     """Mean critic loss (with penalty), generator loss and divergences on ``images``, no update.
 
-    The latents and interpolation weights come from ``seed`` alone, so epochs compare.
+    The latents and interpolation weights come from ``seed`` alone, so epochs compare; no
+    augmentation: the numbers describe the images themselves.
     """
     generator.eval()
     critic.eval()
@@ -99,14 +110,14 @@ def validate(generator: nn.Module, critic: nn.Module, images: Tensor, seed: int,
     for start in range(0, len(images), batch_size):
         real = images[start:start + batch_size]
         z = torch.randn(len(real), generator.latent_dim, generator=rng, device=device)
-        with autocast(device, precision):
+        with autocast(device, settings.precision):
             with torch.no_grad():
                 fake = generator(z).float()
                 d_fake = critic(fake)
                 values = {"critic_loss": critic_loss(critic(real), d_fake).item(),
                           "gen_loss": generator_loss(d_fake).item()}
             gp = gradient_penalty(critic, real, fake, generator=rng, create_graph=False)
-        values["critic_loss"] += gp_weight * gp.item()
+        values["critic_loss"] += settings.gp_weight * gp.item()
         if len(real) >= 2:
             values.update(unit_divergences(real, fake))
         for key, value in values.items():
