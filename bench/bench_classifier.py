@@ -27,8 +27,9 @@ from rxwgan.data.cache import ImageCache
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.data.splits import SplitSpec, partition
 from rxwgan.data.table import read_table
-from rxwgan.utility.classifier import ClassifierSettings, predict_scores, train_classifier
+from rxwgan.utility.classifier import predict_scores, train_classifier
 from rxwgan.utility.scores import score_predictions
+from rxwgan.utility.settings import ClassifierSettings
 
 SETTINGS = {"clear": 200, "subtle": 120}  # findings -> number of rows
 N_SPLITS, SIZE, STOP_FRACTION = 5, 64, 0.2

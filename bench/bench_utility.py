@@ -24,9 +24,8 @@ from rxwgan.data.phantoms import write_demo_data
 from rxwgan.study.plan import plan_runs, plan_splits
 from rxwgan.study.sweep import SweepOptions, run_sweep
 from rxwgan.train.config import TrainConfig
-from rxwgan.utility.classifier import ClassifierSettings
 from rxwgan.utility.driver import UtilityOptions, run_utility
-from rxwgan.utility.plan import UtilitySettings
+from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
 
 WORK = Path(__file__).resolve().parent / "work" / "utility"
 SETTINGS = {"clear": {"n_images": 200},

@@ -4,6 +4,9 @@ phantoms -> table -> cache -> folds -> one generator per class on fold 0 (both a
 core each) -> a synthetic set per class -> its evaluation against the real phantoms -> the
 study report, in one folder, small enough for two CPU cores in a few minutes. Re-running
 continues or skips what is done.
+
+What imports torch is imported in the functions that use it: the command line reads
+``DemoSettings`` (``rxwgan demo --help`` states its defaults) without importing torch.
 """
 
 from __future__ import annotations
@@ -17,15 +20,13 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from rxwgan.base.layout import REPORT_FOLDER, SYNTHETIC_GRID
+from rxwgan.base.layout import EVALUATION_RECORD, REPORT_FOLDER, SYNTHETIC_GRID
 from rxwgan.base.progress import Log
 from rxwgan.data.cache import ImageCache
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.data.splits import partition
 from rxwgan.data.table import read_table
-from rxwgan.models import model_info
 from rxwgan.train.config import TrainConfig
-from rxwgan.train.loop import train
 
 
 @dataclass
@@ -57,6 +58,8 @@ class DemoSettings:
 
 def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = print) -> Path:
     """Run the demo into ``out``; return ``out``."""
+    from rxwgan.models import model_info
+
     settings = settings or DemoSettings()
     out = Path(out)
     started = time.perf_counter()
@@ -110,9 +113,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
 
 def _utility(out: Path, settings: DemoSettings, log: Log):
     """``rxwgan utility`` on the demo's fold, short: the classifier with and without synthetic data."""
-    from rxwgan.utility.classifier import ClassifierSettings
     from rxwgan.utility.driver import UtilityOptions, run_utility
-    from rxwgan.utility.plan import UtilitySettings
+    from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
 
     utility_settings = UtilitySettings(repeats=settings.utility_repeats, control="swapped",
                                        classifier=ClassifierSettings(max_epochs=settings.utility_epochs))
@@ -131,6 +133,8 @@ def _dropout(settings: DemoSettings) -> float | None:
 
 def _train_side_by_side(configs: list[TrainConfig], log: Log) -> None:
     """One process and one core per class when the machine has two, else one after another."""
+    from rxwgan.train.loop import train
+
     if (os.cpu_count() or 1) < 2:
         for config in configs:
             train(config, log=log)
@@ -143,6 +147,8 @@ def _train_side_by_side(configs: list[TrainConfig], log: Log) -> None:
 
 def _train_one(config: TrainConfig) -> list[str]:
     import torch
+
+    from rxwgan.train.loop import train
 
     torch.set_num_threads(1)
     lines: list[str] = []
@@ -164,6 +170,7 @@ def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings
     from rxwgan.base import atomic
     from rxwgan.base.plots import save_grid
     from rxwgan.metrics import compute_metrics
+    from rxwgan.models import model_info
     from rxwgan.synth.generate import generate
     from rxwgan.synth.memorisation import summary_line
 
@@ -175,14 +182,14 @@ def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings
         [folder / path for path in read_table(result.table).frame["raw_image_path"]], size, progress=False))
     validation = compute_metrics(config.input, fake, ["hist"], size=size, split=config.split,
                                  partition="val", target=target)
-    atomic.write_json(folder / "evaluation.json", validation)
+    atomic.write_json(folder / EVALUATION_RECORD, validation)
     table = read_table(config.input)
     real = torch.from_numpy(ImageCache().load_rows(table, size, progress=False))[
         torch.from_numpy(table.targets == target)]
     scores = compute_metrics(real, fake, ["c2st"], size=size)
     log(f"[5/7] target {target}: {result.n} synthetic images in {result.table}; against the "
         f"{validation['n_real']} validation phantoms: kl_rf {validation['kl_rf']:.3f} (real vs real "
-        f"{validation['kl_rr']:.3f}), written to {folder / 'evaluation.json'}")
+        f"{validation['kl_rr']:.3f}), written to {folder / EVALUATION_RECORD}")
     log(f"      target {target}: {summary_line(result.memorisation)}; closest pairs "
         f"{result.memorisation['pairs']}; card {result.card}")
     grid = folder / SYNTHETIC_GRID

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from rxwgan.base.errors import RxwganError
-from rxwgan.utility.classifier import ClassifierSettings, predict_scores, train_classifier
+from rxwgan.utility.classifier import predict_scores, train_classifier
 from rxwgan.utility.scores import score_predictions
+from rxwgan.utility.settings import ClassifierSettings
 
 TINY = ClassifierSettings(size=32, max_epochs=6, patience=2, batch_size=16, width=4, blocks=3, lr=1e-3)
 

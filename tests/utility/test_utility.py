@@ -18,9 +18,9 @@ from rxwgan.data.table import read_table
 from rxwgan.report.render import write_report
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.loop import train
-from rxwgan.utility.classifier import ClassifierSettings
 from rxwgan.utility.driver import UtilityOptions, run_utility
-from rxwgan.utility.plan import UtilitySettings, study_folds
+from rxwgan.utility.plan import study_folds
+from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
 from rxwgan.utility.task import run_task
 
 SETTINGS = UtilitySettings(repeats=1, control="swapped",

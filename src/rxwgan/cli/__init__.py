@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from rxwgan import __version__
 from rxwgan.cli import data, evaluate, generate, sweep, train, utility
 from rxwgan.cli.common import OneLineParser, run
+from rxwgan.train.config import KERAS_MODEL
 
 VERB_GROUPS = (data, train, sweep, utility, generate, evaluate)
 
@@ -29,18 +30,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(sys.argv[1:] if argv is None else argv, build_parser())
 
 
-def create_models_main(argv: Sequence[str] | None = None) -> int:
+def build_create_models_parser() -> OneLineParser:
     """The old tool's ``create_models.py``: v1 models in the current folder by default."""
     parser = OneLineParser(prog="create_models.py")
     train.add_create_flags(parser, default_output=".")
-    return run(sys.argv[1:] if argv is None else argv, parser)
+    return parser
 
 
-def run_wgangp_main(argv: Sequence[str] | None = None) -> int:
+def build_run_wgangp_parser() -> OneLineParser:
     """The old tool's ``run_wgangp.py``, every flag accepted."""
-    from rxwgan.train.config import KERAS_MODEL
-
     parser = OneLineParser(prog="run_wgangp.py")
     train.add_train_flags(parser)
     parser.set_defaults(model=KERAS_MODEL)  # without -g/-c, the old tool's v1
-    return run(sys.argv[1:] if argv is None else argv, parser)
+    return parser
+
+
+def create_models_main(argv: Sequence[str] | None = None) -> int:
+    return run(sys.argv[1:] if argv is None else argv, build_create_models_parser())
+
+
+def run_wgangp_main(argv: Sequence[str] | None = None) -> int:
+    return run(sys.argv[1:] if argv is None else argv, build_run_wgangp_parser())

@@ -6,17 +6,22 @@ import argparse
 import sys
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from rxwgan.base.errors import RxwganError
 from rxwgan.cli.common import (
     EXIT_USAGE,
     OneLineParser,
+    add_setting,
     add_split_flags,
     add_table_flags,
     refuse_existing,
+    setting_value,
     split_spec,
 )
+from rxwgan.data.phantoms import FINDINGS, write_demo_data
 
 
 def cmd_table_check(args: argparse.Namespace) -> int:
@@ -120,24 +125,27 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from rxwgan.data.phantoms import write_demo_data
-
     out = Path(args.output)
     refuse_existing(out / "table.csv", args.overwrite)
     start = time.perf_counter()
-    table = write_demo_data(out, n_images=args.n, size=args.size, seed=args.seed,
-                            findings=args.findings)
-    print(f"wrote {table} ({args.n} phantoms at {args.size}px, {args.findings} findings, "
-          f"{time.perf_counter() - start:.1f} s)")
+    settings = {name: setting_value(args, write_demo_data, name)
+                for name in ("n_images", "size", "seed", "findings")}
+    table = write_demo_data(out, **settings)
+    print(f"wrote {table} ({settings['n_images']} phantoms at {settings['size']}px, "
+          f"{settings['findings']} findings, {time.perf_counter() - start:.1f} s)")
     return 0
 
 
-def add_bit_depth_flag(parser: argparse.ArgumentParser) -> None:
-    """``--bit-depth`` for every verb that decodes images (table check, cache, train, sweep)."""
-    parser.add_argument("--bit-depth", "--bit_depth", dest="bit_depth", type=int, metavar="N",
-                        help="significant bits of images stored in over 8 bits (e.g. 12-bit "
-                        "X-rays in 16-bit PNGs); default: the PNG's sBIT chunk, else the "
-                        "table's largest pixel rounded up to 8/10/12/14/16 bits")
+def add_bit_depth_flag(parser: argparse.ArgumentParser, owner: Any = None) -> None:
+    """``--bit-depth`` for every verb that decodes images (table check, cache, train, sweep),
+    bound to ``owner``'s setting when it has one."""
+    flags, options = ("--bit-depth", "--bit_depth"), {"type": int, "metavar": "N"}
+    text = "significant bits of images stored in over 8 bits (e.g. 12-bit X-rays in 16-bit PNGs)"
+    unset = "the PNG's sBIT chunk, else the table's largest pixel rounded up to 8/10/12/14/16 bits"
+    if owner is None:
+        parser.add_argument(*flags, dest="bit_depth", help=f"{text} (default: {unset})", **options)
+    else:
+        add_setting(parser, owner, "bit_depth", *flags, help=text, unset=unset, **options)
 
 
 def add_cache_flags(parser: argparse.ArgumentParser) -> None:
@@ -172,7 +180,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     split.add_argument("table")
     split.add_argument("-o", "--output", required=True, help="CSV to write")
     split.add_argument("--overwrite", action="store_true")
-    add_split_flags(split)
+    add_split_flags(split, default_fold=False)
     add_table_flags(split)
     split.set_defaults(handler=cmd_table_split)
 
@@ -184,12 +192,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
     demo = verbs.add_parser("demo-data", help="write procedural chest X-ray phantoms and their table")
     demo.add_argument("-o", "--output", required=True, help="folder to write")
-    demo.add_argument("-n", type=int, default=200, help="number of images")
-    demo.add_argument("--size", type=int, default=128, help="square size in pixels")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--findings", choices=("clear", "subtle"), default="clear",
-                      help="TB findings drawn to be seen (clear), or fewer, smaller and fainter "
-                      "(subtle: a classifier trained on real rows stays well below AUC 1, so "
-                      "synthetic rows have room to help; use it with fewer rows, e.g. -n 120)")
+    setting = partial(add_setting, demo, write_demo_data)
+    setting("n_images", "-n", type=int, metavar="N", help="number of images")
+    setting("size", "--size", type=int, help="square size in pixels")
+    setting("seed", "--seed", type=int, help="seed of every image and of the table")
+    setting("findings", "--findings", choices=tuple(FINDINGS),
+            help="TB findings drawn to be seen (clear), or fewer, smaller and fainter (subtle: a "
+                 "classifier trained on real rows stays well below AUC 1, so synthetic rows have room "
+                 "to help; use it with fewer rows, e.g. -n 120)")
     demo.add_argument("--overwrite", action="store_true")
     demo.set_defaults(handler=cmd_demo_data)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rxwgan.base.errors import RxwganError
-from rxwgan.cli.common import add_table_flags, refuse_existing
+from rxwgan.base.layout import MEMORISATION_PAIRS, MEMORISATION_RECORD, SPLIT_FILE, TRAINED_GENERATOR
+from rxwgan.cli.common import add_split_flags, add_table_flags, refuse_existing
 from rxwgan.metrics.space_registry import SPACES, feature_choices, features_help, pretrained_names
 
 _SPREAD = {"kid": "kid_std"}
@@ -56,7 +57,6 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
     """``--memorisation RUN``: the run's generator (or --fake) against its own rows."""
     from rxwgan.base import atomic
     from rxwgan.base.devices import resolve_device
-    from rxwgan.base.layout import MEMORISATION_PAIRS
     from rxwgan.metrics import versions
     from rxwgan.synth.memorisation import check_memorisation, format_memorisation, write_record
     from rxwgan.train.run_info import read_run
@@ -68,7 +68,7 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
         raise RxwganError(f"--memorisation takes the rows, split and class from the run folder; "
                           f"drop {', '.join(given)}")
     run = read_run(args.memorisation)
-    fake = args.fake or str(run.folder / "generator_trained.safetensors")
+    fake = args.fake or str(run.folder / TRAINED_GENERATOR)
     pairs = Path(args.pairs) if args.pairs else run.folder / MEMORISATION_PAIRS
     if args.pairs:
         refuse_existing(pairs, args.overwrite)
@@ -166,22 +166,22 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--real", help="the real images: a table (.csv) or a folder")
     parser.add_argument("--fake",
                         help="the synthetic images: a generator file, a table (.csv) or a folder "
-                             "(with --memorisation: default the run's generator_trained)")
+                             f"(default: with --memorisation, the run's {TRAINED_GENERATOR})")
     parser.add_argument("--memorisation", metavar="RUN_FOLDER",
                         help="are the synthetic images copies of training images? Compares them with "
                              "the run's training rows of its class, and its val rows (--partition "
-                             "test: test rows) as the unseen reference, all from the run's split.csv; "
+                             f"test: test rows) as the unseen reference, all from the run's {SPLIT_FILE}; "
                              "in the run's feature space (unless --features) and in pixels; records "
-                             "RUN_FOLDER/memorisation.json and draws the closest pairs")
+                             f"RUN_FOLDER/{MEMORISATION_RECORD} and draws the closest pairs")
     parser.add_argument("--pairs", metavar="FILE.png",
                         help="with --memorisation: the picture of the 16 synthetic images closest to a "
-                             "training image (default RUN_FOLDER/memorisation_pairs.png)")
+                             f"training image (default: RUN_FOLDER/{MEMORISATION_PAIRS})")
     parser.add_argument("-n", type=int, default=1000,
                         help="images sampled from a generator, or at most used from a fake table "
-                             "or folder (default 1000)")
+                             "or folder (default %(default)s)")
     parser.add_argument("--metrics",
                         help=f"comma-separated, from {', '.join(DEFAULT_METRICS)}, c2st (or prdc, or single "
-                             f"keys such as precision); default {','.join(DEFAULT_METRICS)}")
+                             f"keys such as precision) (default: {','.join(DEFAULT_METRICS)})")
     parser.add_argument("--features", default="auto", metavar="{" + ",".join(FEATURE_CHOICES) + "} or FILE",
                         help=features_help() + " (with --memorisation, auto means the run's own space)")
     pretrained = pretrained_names()
@@ -191,13 +191,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="sampling seed (latents, picks, KID subsets, the trained encoder)")
     parser.add_argument("--size", type=int,
                         help="compare at this many pixels (default: the generator's size, else 128)")
-    parser.add_argument("--fold", type=int, help="real table, k-fold scheme: the fold")
-    parser.add_argument("--n_splits", "--n-splits", dest="n_splits", type=int,
-                        help="real table, k-fold scheme: number of folds")
-    parser.add_argument("--test", type=int, help="real table, stratified scheme: test fold 0..9")
-    parser.add_argument("--sort", type=int, help="real table, stratified scheme: validation fold 0..9")
-    parser.add_argument("--split-seed", "--split_seed", dest="split_seed", type=int, default=512,
-                        help="splitter seed (default 512, as in training)")
+    add_split_flags(parser, what="real table, ", default_fold=False)
     parser.add_argument("--partition", choices=["train", "val", "test", "all"],
                         help="real rows of the split to use (default: val with a split, else all)")
     parser.add_argument("-t", "--target", type=int, help="real rows of this class only (0 or 1)")
@@ -207,7 +201,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="cache folder (decoded images, real-set features, trained encoders)")
     parser.add_argument("--device", default="auto",
                         help=f"device for the generator and {'/'.join(pretrained)} features: auto (a GPU "
-                             f"when there is one; the default), cpu, cuda, cuda:N")
+                             "when there is one), cpu, cuda, cuda:N (default %(default)s)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="of a --fake generator's forward passes: auto (bf16 on a GPU that has it, "
                              "fp32 on a CPU: the same numbers as always), fp32 or bf16")

@@ -3,36 +3,50 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from rxwgan.base.errors import RxwganError
-from rxwgan.cli.common import add_table_flags
+from rxwgan.base.layout import CARD_FILE, MIXED_TABLE, SYNTHETIC_TABLE
+from rxwgan.cli.common import Lazy, add_setting, add_table_flags, given, setting_value
 
 FORMAT_CHOICES = ("png", "png16", "npy")  # rxwgan.synth.generate.FORMATS, without importing torch here
 
 
+def _generate() -> Any:
+    """``generate``, whose keyword parameters are the verb's settings; its module imports torch."""
+    from rxwgan.synth.generate import generate
+
+    return generate
+
+
+def _export_onnx() -> Any:
+    """``export_onnx``, whose keyword parameters are the verb's settings; its module imports torch."""
+    from rxwgan.synth.export import export_onnx
+
+    return export_onnx
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
-    from rxwgan.base.layout import MIXED_TABLE
     from rxwgan.data.table import read_table
     from rxwgan.synth.generate import generate
     from rxwgan.synth.mixing import synthetic_needed
 
+    settings = given(args, generate)
     real = None
-    if args.mix is None and args.ratio is not None:
+    if args.mix_table is None and "ratio" in settings:
         raise RxwganError("--ratio needs --mix TABLE.csv")
-    if args.mix is not None:
+    if args.mix_table is not None:
         # Check the real table and the ratio before spending minutes generating.
-        real = read_table(args.mix, args.path_column, args.target_column)
-        need = synthetic_needed(real, args.target, _ratio(args))
+        real = read_table(args.mix_table, args.path_column, args.target_column)
+        target, ratio = (setting_value(args, generate, name) for name in ("target", "ratio"))
+        need = synthetic_needed(real, target, ratio)
         if need > args.n:
-            raise RxwganError(f"--ratio {_ratio(args):g} needs {need} synthetic target-{args.target} "
-                              f"images for {args.mix}, -n is {args.n}")
+            raise RxwganError(f"--ratio {ratio:g} needs {need} synthetic target-{target} "
+                              f"images for {args.mix_table}, -n is {args.n}")
     # The mixed table is written inside generate, under the folder's lock.
-    result = generate(args.generator, args.n, args.output, target=args.target, seed=args.seed,
-                      batch_size=args.batch_size, fmt=args.format, size=args.size,
-                      overwrite=args.overwrite, progress=args.progress, mix=real,
-                      ratio=_ratio(args), device=args.device, precision=args.precision,
-                      weights="raw" if args.raw else "ema", check_memorisation=args.check_memorisation)
+    result = generate(**settings, mix=real)
     rate = f", {result.written / result.seconds:.1f} images/s" if result.written else ""
     print(f"wrote {result.table}: {result.n} images at {result.image_size}px "
           f"({result.written} written, {result.kept} kept from an earlier run{rate})")
@@ -49,15 +63,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ratio(args: argparse.Namespace) -> float:
-    return 1.0 if args.ratio is None else args.ratio
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from rxwgan.synth.export import export_onnx
 
-    result = export_onnx(args.generator, args.onnx, overwrite=args.overwrite, opset=args.opset,
-                         weights="raw" if args.raw else "ema")
+    result = export_onnx(**given(args, export_onnx))
     sizes = " and ".join(str(b) for b in result.batch_sizes)
     print(f"wrote {result.path} ({result.arch} generator, opset {result.opset}, input 'z' -> output "
           f"'images', dynamic batch axis, {result.exporter} exporter)")
@@ -69,47 +78,45 @@ def cmd_export(args: argparse.Namespace) -> int:
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add ``generate`` and ``export``."""
     gen = verbs.add_parser("generate", help="write a synthetic data set from a trained generator")
-    gen.add_argument("-g", "--generator", required=True,
-                     help="generator file (.safetensors, or the old tool's .h5)")
-    gen.add_argument("-n", type=int, required=True, help="number of images")
-    gen.add_argument("-o", "--output", required=True,
-                     help="folder for images/, synthetic.csv (and mixed.csv)")
-    gen.add_argument("-t", "--target", type=int, default=1,
-                     help="target written in the table, 0 or 1 (default 1)")
-    gen.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
-    gen.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=64)
-    gen.add_argument("--format", choices=FORMAT_CHOICES, default="png",
-                     help="png: 8-bit grayscale; png16: 16-bit grayscale; "
-                          "npy: float32 in [0, 1] (default png)")
-    gen.add_argument("--size", type=int, help="output side in pixels (default: the model's)")
-    gen.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
-    gen.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                     help="auto: bf16 on a GPU that has it, fp32 on a CPU (the same bytes as always)")
-    gen.add_argument("--raw", action="store_true",
-                     help="use the generator's trained weights, not their moving average (the default "
-                          "where the file has one)")
-    gen.add_argument("--check-memorisation", "--check_memorisation", dest="check_memorisation",
-                     action="store_true",
-                     help="compare the set with the training and validation rows of the run the generator "
-                          "file lives in (near copies, authenticity); the result goes on CARD.md")
-    gen.add_argument("--mix", metavar="TABLE.csv",
-                     help="also write mixed.csv: this table's rows plus synthetic ones")
-    gen.add_argument("--ratio", type=float,
-                     help="synthetic rows per real row of the same target in mixed.csv (default 1)")
+    setting = partial(add_setting, gen, Lazy(_generate))
+    setting("generator", "-g", "--generator", required=True,
+            help="generator file (.safetensors, or the old tool's .h5)")
+    setting("n", "-n", type=int, required=True, help="number of images")
+    setting("output", "-o", "--output", required=True,
+            help=f"folder for images/, {SYNTHETIC_TABLE} (and {MIXED_TABLE})")
+    setting("target", "-t", "--target", type=int, help="target written in the table, 0 or 1")
+    setting("seed", "--seed", type=int, help="latent seed")
+    setting("batch_size", "--batch_size", "--batch-size", type=int, help="images per forward pass")
+    setting("fmt", "--format", choices=FORMAT_CHOICES,
+            help="png: 8-bit grayscale; png16: 16-bit grayscale; npy: float32 in [0, 1]")
+    setting("size", "--size", type=int, help="output side in pixels", unset="the model's")
+    setting("device", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    setting("precision", "--precision", choices=["auto", "fp32", "bf16"],
+            help="auto: bf16 on a GPU that has it, fp32 on a CPU (the same bytes as always)")
+    setting("weights", "--raw", action="store_const", const="raw",
+            help="use the generator's trained weights rather than their moving average (used where the "
+                 "file has one)")
+    setting("check_memorisation", "--check-memorisation", "--check_memorisation", action="store_true",
+            help="compare the set with the training and validation rows of the run the generator file "
+                 f"lives in (near copies, authenticity); the result goes on {CARD_FILE}")
+    gen.add_argument("--mix", dest="mix_table", metavar="TABLE.csv",
+                     help=f"also write {MIXED_TABLE}: this table's rows plus synthetic ones")
+    setting("ratio", "--ratio", type=float,
+            help=f"synthetic rows per real row of the same target in {MIXED_TABLE}")
     add_table_flags(gen)
-    gen.add_argument("--overwrite", action="store_true",
-                     help="replace a set in FOLDER made with other settings")
-    gen.add_argument("--no-progress", dest="progress", action="store_false",
-                     help="no progress bar")
+    setting("overwrite", "--overwrite", action="store_true",
+            help="replace a set in FOLDER made with other settings")
+    setting("progress", "--no-progress", action="store_false", help="no progress bar")
     gen.set_defaults(handler=cmd_generate)
 
     export = verbs.add_parser("export", help="export a generator to ONNX, checked with onnxruntime "
-                                                    "(needs the extra rxwgan[export])")
-    export.add_argument("-g", "--generator", required=True,
-                        help="generator file (.safetensors, or the old tool's .h5)")
-    export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="file to write")
-    export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
-    export.add_argument("--raw", action="store_true",
-                        help="export the trained weights, not their moving average")
-    export.add_argument("--overwrite", action="store_true")
+                                             "(needs the extra rxwgan[export])")
+    setting = partial(add_setting, export, Lazy(_export_onnx))
+    setting("generator", "-g", "--generator", required=True,
+            help="generator file (.safetensors, or the old tool's .h5)")
+    setting("out", "--onnx", required=True, metavar="OUT.onnx", help="file to write")
+    setting("opset", "--opset", type=int, help="ONNX opset; none older is accepted")
+    setting("weights", "--raw", action="store_const", const="raw",
+            help="export the trained weights, not their moving average")
+    setting("overwrite", "--overwrite", action="store_true", help="replace OUT.onnx")
     export.set_defaults(handler=cmd_export)

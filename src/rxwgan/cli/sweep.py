@@ -4,49 +4,57 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rxwgan.base.errors import RxwganError
-from rxwgan.cli.common import add_split_seed_flag
+from rxwgan.base.layout import REPORT_FOLDER
+from rxwgan.cli.common import Lazy, add_setting, add_split_seed_flag, given, setting_value
 from rxwgan.cli.train import add_loop_flags, add_model_flags, train_config
+from rxwgan.data.splits import DEFAULT_N_SPLITS, STRATIFIED_FOLDS
+from rxwgan.study.sweep import SweepOptions
+from rxwgan.train.config import TrainConfig
 
 if TYPE_CHECKING:
     from rxwgan.study.plan import RunPlan
-    from rxwgan.train.config import TrainConfig
 
 
 def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-i", "--input", help="the table (CSV)")
-    parser.add_argument("-o", "--output", help="the study folder: one sub-folder per run")
+    train = partial(add_setting, parser, TrainConfig)
+    train("input", "-i", "--input", help="the table (CSV)")
+    train("output", "-o", "--output", help="the study folder: one sub-folder per run")
     add_model_flags(parser)
+    every = f"0-{STRATIFIED_FOLDS - 1}"
     parser.add_argument("--scheme", choices=["kfold", "stratified"],
-                        help="kfold (default) or stratified (10 tests x 10 sorts)")
+                        help=f"kfold, or stratified ({STRATIFIED_FOLDS} tests x {STRATIFIED_FOLDS} sorts) "
+                             "(default: kfold, stratified with --tests or --sorts)")
     parser.add_argument("--n_splits", "--n-splits", dest="n_splits", type=int,
-                        help="kfold: number of folds (default 5)")
-    parser.add_argument("--folds", help="kfold: folds to run, e.g. 0-4 or 0,2 (default all)")
-    parser.add_argument("--tests", help="stratified: test folds, e.g. 0-9 (default 0-9)")
-    parser.add_argument("--sorts", help="stratified: sorts within each test (default 0-9)")
+                        help=f"kfold: number of folds (default: {DEFAULT_N_SPLITS})")
+    parser.add_argument("--folds", help="kfold: folds to run, e.g. 0-4 or 0,2 (default: all)")
+    parser.add_argument("--tests", help=f"stratified: test folds, e.g. 0-3 (default: {every})")
+    parser.add_argument("--sorts", help=f"stratified: sorts within each test (default: {every})")
     add_split_seed_flag(parser)
-    parser.add_argument("--targets", default="0,1", help="classes to learn (default 0,1)")
+    parser.add_argument("--targets", default="0,1", help="classes to learn (default %(default)s)")
     add_loop_flags(parser)
     parser.add_argument("--eval_fit_all", "--eval-fit-all", dest="eval_fit_all", action="store_true",
                         help="fit the study's trained feature space on every row of the table, even "
-                             "those the runs validate or test on (default: only the rows none does)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start every run afresh, replacing its files (not for continuing)")
-    parser.add_argument("--address", help="join this Ray cluster (auto or HOST:PORT); default: a "
-                        "private Ray instance on this machine")
-    parser.add_argument("--gpus_per_run", "--gpus-per-run", dest="gpus_per_run", type=float,
-                        help="GPUs per run, fractions allowed (default 1 where the cluster has GPUs)")
-    parser.add_argument("--cpus_per_run", "--cpus-per-run", dest="cpus_per_run", type=int,
-                        help="CPUs (and torch threads) per run (default: the CPUs shared out)")
-    parser.add_argument("--max_concurrent", "--max-concurrent", dest="max_concurrent", type=int,
-                        help="at most this many runs at once (default: as many as fit)")
-    parser.add_argument("--max_retries", "--max-retries", dest="max_retries", type=int, default=3,
-                        help="times a run whose worker dies is restarted (default 3)")
-    parser.add_argument("--refresh", type=float,
-                        help="seconds between status tables (default 2 on a terminal, else 30)")
+                             "those the runs validate or test on (without it: only the rows none does)")
+    train("overwrite", "--overwrite", action="store_true",
+          help="start every run afresh, replacing its files (not for continuing)")
+    sweep = partial(add_setting, parser, SweepOptions)
+    sweep("address", "--address", help="join this Ray cluster (auto or HOST:PORT)",
+          unset="a private Ray instance on this machine")
+    sweep("gpus_per_run", "--gpus_per_run", "--gpus-per-run", type=float,
+          help="GPUs per run, fractions allowed", unset="1 where the cluster has GPUs")
+    sweep("cpus_per_run", "--cpus_per_run", "--cpus-per-run", type=int,
+          help="CPUs (and torch threads) per run", unset="the CPUs shared out")
+    sweep("max_concurrent", "--max_concurrent", "--max-concurrent", type=int,
+          help="at most this many runs at once", unset="as many as fit")
+    sweep("max_retries", "--max_retries", "--max-retries", type=int,
+          help="times a run whose worker dies is restarted")
+    sweep("refresh", "--refresh", type=float, help="seconds between status tables",
+          unset="2 on a terminal, else 30")
     parser.add_argument("--status", metavar="STUDY", help="print the study's status table and exit")
     parser.set_defaults(handler=cmd_sweep)
 
@@ -56,7 +64,7 @@ def sweep_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[RunPlan]]:
     from rxwgan.study.plan import parse_indices, plan_runs, plan_splits
 
     for flag in ("input", "output"):
-        if not getattr(args, flag):
+        if not getattr(args, flag, None):
             raise RxwganError(f"--{flag} is required (or --status STUDY)")
     stratified_flags = [f"--{name}" for name in ("tests", "sorts") if getattr(args, name) is not None]
     kfold_flags = [f"--{name}" for name in ("n_splits", "folds") if getattr(args, name) is not None]
@@ -84,34 +92,38 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         print(format_status(study_status(args.status)))
         return 0
-    from rxwgan.study.sweep import SweepOptions, run_sweep
+    from rxwgan.study.sweep import run_sweep
 
     base, runs = sweep_plan(args)
-    for flag in ("max_concurrent", "cpus_per_run", "max_retries"):
-        value = getattr(args, flag)
-        if value is not None and value < (0 if flag == "max_retries" else 1):
-            raise RxwganError(f"--{flag} must be at least {0 if flag == 'max_retries' else 1}, not {value}")
-    options = SweepOptions(address=args.address, gpus_per_run=args.gpus_per_run,
-                           cpus_per_run=args.cpus_per_run, max_concurrent=args.max_concurrent,
-                           max_retries=args.max_retries, refresh=args.refresh)
-    result = run_sweep(base, Path(args.output), runs, options, eval_fit_all=args.eval_fit_all)
+    options = given(args, SweepOptions)
+    for name, least in {"max_concurrent": 1, "cpus_per_run": 1, "max_retries": 0}.items():
+        value = options.get(name)
+        if value is not None and value < least:
+            raise RxwganError(f"--{name} must be at least {least}, not {value}")
+    result = run_sweep(base, Path(args.output), runs, SweepOptions(**options), eval_fit_all=args.eval_fit_all)
     return 0 if result.ok else 1
+
+
+def _write_report() -> Any:
+    """The report's owner, ``write_report``, whose module imports torch."""
+    from rxwgan.report.render import write_report
+
+    return write_report
 
 
 def add_report_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", help="the study folder (rxwgan sweep's -o)")
-    parser.add_argument("-o", "--output", help="folder for the report (default STUDY/report)")
-    parser.add_argument("--select", default="val_kl_rf",
-                        help="history key whose smallest last value picks the best run per test and "
-                             "target (default val_kl_rf; kid or fid when recorded, ranked only among "
-                             "runs measured in one feature space)")
+    parser.add_argument("-o", "--output", help=f"folder for the report (default: STUDY/{REPORT_FOLDER})")
+    add_setting(parser, Lazy(_write_report), "select", "--select",
+                help="history key whose smallest last value picks the best run per test and target; kid "
+                     "or fid when recorded, ranked only among runs measured in one feature space")
     parser.set_defaults(handler=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from rxwgan.report.render import write_report
 
-    report = write_report(args.study, args.output, select=args.select)
+    report = write_report(args.study, args.output, select=setting_value(args, write_report, "select"))
     print(f"wrote {report.html} ({len(report.runs)} runs"
           f"{', study still running: partial results' if report.partial else ''})")
     return 0

@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from rxwgan.base.errors import RxwganError
+from rxwgan.base.layout import UTILITY_ROC, UTILITY_SUMMARY, UTILITY_SUMMARY_MARKDOWN, UTILITY_TABLE
+from rxwgan.cli.common import Lazy, add_setting, given
+from rxwgan.utility.settings import CONTROLS, ClassifierSettings, UtilitySettings
+
+AT_LEAST_ONE = {"cpus_per_task": "--cpus_per_task", "workers": "--workers", "max_epochs": "--epochs",
+                "size": "--size"}
+
+
+def _utility_options() -> Any:
+    """``UtilityOptions``, whose module imports torch."""
+    from rxwgan.utility.driver import UtilityOptions
+
+    return UtilityOptions
 
 
 def cmd_utility(args: argparse.Namespace) -> int:
@@ -14,30 +29,27 @@ def cmd_utility(args: argparse.Namespace) -> int:
 
         print(utility_status(args.study))
         return 0
-    from rxwgan.utility.classifier import ClassifierSettings
     from rxwgan.utility.driver import UtilityOptions, comparison_line, run_utility
-    from rxwgan.utility.plan import UtilitySettings
 
-    for flag in ("cpus_per_task", "workers", "epochs", "size"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise RxwganError(f"--{flag} must be at least 1, not {value}")
-    if args.max_retries < 0:
-        raise RxwganError(f"--max_retries must be 0 or more, not {args.max_retries}")
-    classifier = {"size": args.size, "max_epochs": args.epochs}
-    settings = UtilitySettings(ratios=_ratios(args.ratio), repeats=args.repeats, seed=args.seed,
-                               control=args.control, weights=args.weights,
-                               classifier=ClassifierSettings(**{k: v for k, v in classifier.items()
-                                                                if v is not None}))
-    options = UtilityOptions(local=args.local, workers=args.workers, address=args.address,
-                             cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task,
-                             max_retries=args.max_retries)
-    result = run_utility(args.study, settings, options, table=args.table, folds=_folds(args.folds),
-                         overwrite=args.overwrite)
-    print((result.folder / "summary.md").read_text().split("\n\n")[0])
+    classifier, options = given(args, ClassifierSettings), given(args, UtilityOptions)
+    typed = {**classifier, **options}
+    for name, flag in AT_LEAST_ONE.items():
+        if typed.get(name, 1) < 1:
+            raise RxwganError(f"{flag} must be at least 1, not {typed[name]}")
+    if options.get("max_retries", 0) < 0:
+        raise RxwganError(f"--max_retries must be 0 or more, not {options['max_retries']}")
+    chosen = given(args, UtilitySettings)
+    if "ratios" in chosen:
+        chosen["ratios"] = _ratios(chosen["ratios"])
+    settings = UtilitySettings(**chosen, classifier=ClassifierSettings(**classifier))
+    result = run_utility(args.study, settings, UtilityOptions(**options), table=args.table,
+                         folds=_folds(args.folds), overwrite=args.overwrite)
+    summary = result.folder / UTILITY_SUMMARY_MARKDOWN
+    print(summary.read_text().split("\n\n")[0])
     for comparison in result.comparisons:
         print(comparison_line(comparison))
-    print(f"wrote {result.folder / 'utility.csv'}, summary.csv, summary.md and roc.png in {result.folder}")
+    print(f"wrote {result.folder / UTILITY_TABLE}, {UTILITY_SUMMARY}, {UTILITY_SUMMARY_MARKDOWN} and "
+          f"{UTILITY_ROC} in {result.folder}")
     return 0 if result.ok else 1
 
 
@@ -65,30 +77,34 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser("utility", help="does the synthetic data help? a TB classifier per fold, "
                                               "with and without it")
     parser.add_argument("study", type=Path, help="the study folder (rxwgan sweep's -o, or the demo's)")
-    parser.add_argument("--ratio", default="1",
-                        help="synthetic images per real image of each class in real+synth; a list "
-                             "(0.5,1,2) runs each (default 1)")
-    parser.add_argument("--repeats", type=int, default=3, help="classifier seeds per condition (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    parser.add_argument("--control", choices=["swapped"],
-                        help="swapped: also train real+synth with the synthetic labels swapped, a "
-                             "control that must score below real")
-    parser.add_argument("--weights", choices=["ema", "raw"], default="ema",
-                        help="the generators' moving average (default) or their raw weights")
-    parser.add_argument("--folds", help="only these splits: fold_0,fold_2 or 0-2 (default: every "
-                                        "split whose two class runs have finished)")
+    plan = partial(add_setting, parser, UtilitySettings)
+    plan("ratios", "--ratio", metavar="RATIO",
+         help="synthetic images per real image of each class in real+synth; a list (0.5,1,2) runs each")
+    plan("repeats", "--repeats", type=int, help="classifier seeds per condition")
+    plan("seed", "--seed", type=int, help="first seed")
+    plan("control", "--control", choices=CONTROLS,
+         help="swapped: also train real+synth with the synthetic labels swapped, a control that must "
+              "score below real")
+    plan("weights", "--weights", choices=["ema", "raw"],
+         help="ema: the generators' moving average; raw: their raw weights")
+    parser.add_argument("--folds", help="only these splits: fold_0,fold_2 or 0-2 (default: every split "
+                                        "whose two class runs have finished)")
     parser.add_argument("--table", help="the table, when it moved since the runs trained on it")
-    parser.add_argument("--size", type=int, help="classifier input size in pixels (default 64)")
-    parser.add_argument("--epochs", type=int, help="classifier's most epochs (default 40, early stopping)")
-    parser.add_argument("--local", action="store_true", help="run in local processes instead of Ray")
-    parser.add_argument("--workers", type=int, help="--local: processes at once (default: CPUs)")
-    parser.add_argument("--address", help="join this Ray cluster (default: a private local instance)")
-    parser.add_argument("--cpus_per_task", "--cpus-per-task", dest="cpus_per_task", type=int, default=1,
-                        help="CPUs (torch threads) per classifier run (default 1)")
-    parser.add_argument("--gpus_per_task", "--gpus-per-task", dest="gpus_per_task", type=float, default=0.0,
-                        help="GPUs per classifier run on Ray, fractions allowed (default 0)")
-    parser.add_argument("--max_retries", "--max-retries", dest="max_retries", type=int, default=3,
-                        help="times a task whose worker dies is restarted (default 3)")
+    classifier = partial(add_setting, parser, ClassifierSettings)
+    classifier("size", "--size", type=int, help="classifier input size in pixels")
+    classifier("max_epochs", "--epochs", type=int, metavar="EPOCHS",
+               help="classifier's most epochs, with early stopping")
+    where = partial(add_setting, parser, Lazy(_utility_options))
+    where("local", "--local", action="store_true", help="run in local processes instead of Ray")
+    where("workers", "--workers", type=int, help="--local: processes at once",
+          unset="the CPUs over --cpus_per_task")
+    where("address", "--address", help="join this Ray cluster", unset="a private local instance")
+    where("cpus_per_task", "--cpus_per_task", "--cpus-per-task", type=int,
+          help="CPUs (torch threads) per classifier run")
+    where("gpus_per_task", "--gpus_per_task", "--gpus-per-task", type=float,
+          help="GPUs per classifier run on Ray, fractions allowed")
+    where("max_retries", "--max_retries", "--max-retries", type=int,
+          help="times a task whose worker dies is restarted")
     parser.add_argument("--overwrite", action="store_true", help="replace this study's utility results")
     parser.add_argument("--status", action="store_true", help="print how far the runs are and exit")
     parser.set_defaults(handler=cmd_utility)

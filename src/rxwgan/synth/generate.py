@@ -112,7 +112,7 @@ class GenerateResult:
 def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, target: int = 1,
              seed: int = 0, batch_size: int = 64, fmt: str = "png", size: int | None = None,
              overwrite: bool = False, progress: bool = True, mix: Table | None = None,
-             ratio: float = 1.0, device: str = "cpu", precision: str = "auto",
+             ratio: float = 1.0, device: str = "auto", precision: str = "auto",
              weights: str = "ema", check_memorisation: bool = False) -> GenerateResult:
     """Write ``n`` images, ``output/synthetic.csv`` and ``output/CARD.md``; resume a cut run
     of the same settings.

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,36 +30,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rxwgan.base.errors import RxwganError
+from rxwgan.utility.settings import ClassifierSettings
 
 PREDICT_BATCH = 256
-
-
-@dataclass(frozen=True)
-class ClassifierSettings:
-    """How the classifier is built and trained; the defaults train ~100 images in 10-20 s on one core."""
-
-    size: int = 64  # images are resized to this before the classifier
-    max_epochs: int = 60
-    patience: int = 10  # stop after this many epochs in a row without a better stop score
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    width: int = 16  # channels of the first block; each later block doubles them
-    blocks: int = 4  # each halves the resolution: 64 px ends at 4 x 4 before pooling
-    max_shift: float = 0.0625  # largest random translation, as a fraction of the side
-    monitor: str = "auc"  # the stop rows' "auc" (ties: lower loss) or "loss" chooses the epoch
-
-    def check(self) -> None:
-        for name in ("size", "max_epochs", "patience", "batch_size", "width", "blocks"):
-            if getattr(self, name) < 1:
-                raise RxwganError(f"classifier: {name} must be at least 1, not {getattr(self, name)}")
-        if self.size < 2 ** self.blocks:
-            raise RxwganError(f"classifier: size {self.size} is too small for {self.blocks} blocks "
-                              f"(each halves it); use at least {2 ** self.blocks} px")
-        if self.monitor not in ("auc", "loss"):
-            raise RxwganError(f"classifier: monitor must be auc or loss, not {self.monitor!r}")
-        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.max_shift < 0.5:
-            raise RxwganError("classifier: lr must be > 0, weight_decay >= 0 and max_shift within 0..0.5")
 
 
 class TBClassifier(nn.Module):

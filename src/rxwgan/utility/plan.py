@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.json_files import read_json
-from rxwgan.base.layout import BEST_GENERATOR, CONFIG_FILE, TRAINED_GENERATOR, UTILITY_RUNS_FOLDER
+from rxwgan.base.layout import BEST_GENERATOR, CONFIG_FILE, TRAINED_GENERATOR, utility_result
 from rxwgan.data.splits import SplitSpec
 from rxwgan.data.table import read_table
 from rxwgan.study.plan import study_runs
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.folder import table_fingerprint
-from rxwgan.utility.classifier import ClassifierSettings
+from rxwgan.utility.settings import UtilitySettings
 
-CONTROLS = ("swapped",)
 REAL, MIXED, SYNTH, SWAPPED = "real", "real+synth", "synth", "swapped"
 CONDITION_ORDER = (REAL, MIXED, SYNTH, SWAPPED)
 CONDITION_MEANINGS = {
@@ -36,46 +35,6 @@ CONDITION_MEANINGS = {
     SWAPPED: "control: real+synth with the synthetic labels swapped (TB generator labelled "
              "normal and the reverse); must score below real",
 }
-
-
-@dataclass(frozen=True)
-class UtilitySettings:
-    """Everything that decides a ``utility`` result besides the study itself."""
-
-    ratios: tuple[float, ...] = (1.0,)
-    repeats: int = 3
-    seed: int = 0
-    control: str | None = None
-    weights: str = "ema"  # the generators' moving average, or "raw"
-    stop_share: float = 0.2  # of the fold's real training rows, kept for early stopping
-    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
-
-    def check(self) -> None:
-        if not self.ratios or any(not 0 < r <= 100 for r in self.ratios):
-            raise RxwganError(f"--ratio: each ratio must be above 0 and at most 100, not "
-                              f"{','.join(f'{r:g}' for r in self.ratios) or 'none'}")
-        if len(set(self.ratios)) != len(self.ratios):
-            raise RxwganError("--ratio: a ratio is listed twice")
-        if self.repeats < 1:
-            raise RxwganError(f"--repeats must be at least 1, not {self.repeats}")
-        if self.control is not None and self.control not in CONTROLS:
-            raise RxwganError(f"--control must be one of {', '.join(CONTROLS)}, not {self.control!r}")
-        if self.weights not in ("ema", "raw"):
-            raise RxwganError(f"--weights must be ema or raw, not {self.weights!r}")
-        if not 0.05 <= self.stop_share <= 0.5:
-            raise RxwganError(f"--stop_share must be within 0.05..0.5, not {self.stop_share}")
-
-    @property
-    def seeds(self) -> list[int]:
-        return [self.seed + k for k in range(self.repeats)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "ratios": list(self.ratios)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UtilitySettings:
-        return cls(**{**data, "ratios": tuple(data["ratios"]),
-                      "classifier": ClassifierSettings(**data["classifier"])})
 
 
 @dataclass(frozen=True)
@@ -119,7 +78,7 @@ class UtilityTask:
     @property
     def path(self) -> str:
         """Its result file, relative to the utility folder."""
-        return f"{UTILITY_RUNS_FOLDER}/{self.split}/{self.condition}_x{self.ratio:g}_seed{self.seed}.json"
+        return utility_result(self.split, self.condition, self.ratio, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -21,8 +21,9 @@ from rxwgan.data.splits import partition
 from rxwgan.data.table import read_table
 from rxwgan.synth.sampling import load_generator, synthetic_images
 from rxwgan.utility.classifier import predict_scores, train_classifier
-from rxwgan.utility.plan import MIXED, REAL, SWAPPED, SYNTH, FoldInputs, UtilitySettings, UtilityTask
+from rxwgan.utility.plan import MIXED, REAL, SWAPPED, SYNTH, FoldInputs, UtilityTask
 from rxwgan.utility.scores import score_predictions
+from rxwgan.utility.settings import UtilitySettings
 
 
 def fold_rows(fold: FoldInputs, targets: np.ndarray, seed: int,
