@@ -62,7 +62,7 @@ def history(folder: Path) -> dict:
 def local_ray():
     import ray
 
-    from rxwgan.study.sweep import start_local_ray
+    from rxwgan.base.ray_runner import start_local_ray
 
     start_local_ray(num_cpus=2)
     yield

@@ -1,14 +1,15 @@
 """A whole study at once: one training run per (fold, target), side by side on Ray.
 
-This is the driver, the one module that talks to Ray. Each run is exactly ``rxwgan
-train`` with that fold and target, in ``STUDY/<split>/target_<t>/``, done by
-``rxwgan.study.worker.train_task`` as a Ray task; a task whose process dies is retried
-by Ray and ``train`` resumes from the run folder's checkpoint, so no finished epoch is
-lost. A run that stops on an RxwganError (bad settings, a NaN loss) is not retried: it is
-marked failed with its message and the other runs go on. Everything the status table
-(``rxwgan.study.status``) shows is read back from the run folders (``rxwgan.study.plan``), so
-another shell (``rxwgan sweep --status``) sees what the driver sees, without Ray, and the
-same sweep started again continues where it stopped.
+This is the driver. Each run is exactly ``rxwgan train`` with that fold and target, in
+``STUDY/<split>/target_<t>/``, done by ``rxwgan.study.worker.train_task`` as a Ray task
+(``rxwgan.base.ray_runner``); a task whose process dies, or that raises what a second
+attempt can cure, is retried by Ray and ``train`` resumes from the run folder's
+checkpoint, so no finished epoch is lost. A run that stops on an RxwganError (bad
+settings, a NaN loss) is not retried: it is marked failed with its message and the other
+runs go on. Everything the status table (``rxwgan.study.status``) shows is read back from
+the run folders (``rxwgan.study.plan``), so another shell (``rxwgan sweep --status``) sees
+what the driver sees, without Ray, and the same sweep started again continues where it
+stopped.
 """
 
 from __future__ import annotations
@@ -19,26 +20,22 @@ import socket
 import sys
 import time
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rxwgan.base import atomic
-from rxwgan.base.errors import RxwganError, first_line
+from rxwgan.base.errors import RxwganError
 from rxwgan.base.extras import require
 from rxwgan.base.json_files import read_json
 from rxwgan.base.progress import Log
+from rxwgan.base.ray_runner import Outcome, joined_ray, run_tasks
 from rxwgan.data.splits import SplitSpec
 from rxwgan.study.plan import STATUS_FILE, SWEEP_FILE, RunPlan, is_finished, planned_epochs, write_status
 from rxwgan.study.status import LiveTable
 from rxwgan.study.worker import train_task
 from rxwgan.train.config import TrainConfig
-
-# Exceptions a second attempt can cure (a full disk freed, a flaky network share, a GPU
-# shared with another job); anything else that is not an RxwganError is a bug to report.
-RETRIED_EXCEPTIONS: tuple[type[BaseException], ...] = (OSError, MemoryError)
 
 
 @dataclass
@@ -97,20 +94,16 @@ def run_sweep(base: TrainConfig, study: str | Path, runs: Sequence[RunPlan],
         log(f"{study}: all {len(runs)} runs are finished; nothing to train")
         return result
 
-    started = connect_ray(options)
-    try:
-        resources = _resources(options, len(pending))
-        _write_sweep_file(study, base, runs, sweep_id, options, resources, space)
-        log(f"{len(pending)} run(s) to train ({len(result.skipped)} finished before), "
-            f"{resources['cpus_per_run']} CPU(s) and {resources['gpus_per_run']} GPU(s) each")
-        table = LiveTable(study, log, live, options.refresh)
-        _drive(base, study, pending, sweep_id, options, resources, result, table)
-    finally:
-        _unqueue(study, pending, sweep_id)
-        if started:
-            import ray
-
-            ray.shutdown()
+    with joined_ray(options.address, options.num_cpus):
+        try:
+            resources = _resources(options, len(pending))
+            _write_sweep_file(study, base, runs, sweep_id, options, resources, space)
+            log(f"{len(pending)} run(s) to train ({len(result.skipped)} finished before), "
+                f"{resources['cpus_per_run']} CPU(s) and {resources['gpus_per_run']} GPU(s) each")
+            table = LiveTable(study, log, live, options.refresh)
+            _drive(base, study, pending, sweep_id, options, resources, result, table)
+        finally:
+            _unqueue(study, pending, sweep_id)
     for path, error in result.errors.items():
         log(f"{path}: failed: {error}")
     return result
@@ -215,36 +208,6 @@ def _short(space: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**space, "fitted_on": {k: v for k, v in space["fitted_on"].items() if k != "row_indices"}}
 
 
-def start_local_ray(num_cpus: int | None = None) -> None:
-    """A private Ray instance on this machine: loopback only, no dashboard, no usage report."""
-    if "ray" not in sys.modules:
-        # Read by Ray when imported: makes it bind its services to 127.0.0.1, not the LAN address.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import logging
-
-    import ray
-
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING)
-
-
-def connect_ray(options: SweepOptions) -> bool:
-    """Join the user's cluster, or start a local instance; True when this call started Ray."""
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        return False
-    if options.address is None:
-        start_local_ray(options.num_cpus)
-    else:
-        import ray
-
-        try:
-            ray.init(address=options.address, log_to_driver=False)
-        except ConnectionError as exc:
-            raise RxwganError(f"--address {options.address}: no Ray cluster there ({exc})") from None
-    return True
-
-
 def _resources(options: SweepOptions, n_runs: int) -> dict[str, Any]:
     """CPUs and GPUs per run: what the user asked, else enough to fill the cluster."""
     import ray
@@ -270,61 +233,22 @@ def _resources(options: SweepOptions, n_runs: int) -> dict[str, Any]:
 def _drive(base: TrainConfig, study: Path, pending: list[RunPlan], sweep_id: str,
            options: SweepOptions, resources: dict[str, Any], result: SweepResult,
            table: LiveTable) -> None:
-    """Submit (at most max_concurrent at a time), collect outcomes, refresh the table."""
-    import ray
-
-    task = ray.remote(train_task).options(
-        num_cpus=resources["cpus_per_run"], num_gpus=resources["gpus_per_run"],
-        max_retries=options.max_retries, retry_exceptions=list(_retried_exceptions()))
+    """Queue every run, train them (at most max_concurrent at a time), refresh the table."""
     for run in pending:
         write_status(study / run.path, "queued", sweep_id)
-    queue, running = deque(pending), {}
-    try:
-        while queue or running:
-            while queue and (options.max_concurrent is None or len(running) < options.max_concurrent):
-                run = queue.popleft()
-                config = run.config(base, study)
-                running[task.remote(config.to_dict(), str(study), sweep_id,
-                                    resources["cpus_per_run"])] = run
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
-            for ref in ready:
-                run = running.pop(ref)
-                state, error = _outcome(ref)
-                if state == "failed" and error:
-                    result.errors[run.path] = error
-                    write_status(study / run.path, "failed", sweep_id, error)
-                result.states[run.path] = state
-            table.show(force=bool(ready))
-    except KeyboardInterrupt:  # ask the runs to checkpoint and stop, give them a moment
-        for ref in running:
-            ray.cancel(ref)
-        if running:
-            ray.wait(list(running), num_returns=len(running), timeout=30)
-        raise
+    cpus = resources["cpus_per_run"]
+    arguments = [(run.config(base, study).to_dict(), str(study), sweep_id, cpus) for run in pending]
 
+    def ended(index: int, outcome: Outcome) -> None:
+        run = pending[index]
+        if outcome.state == "failed" and outcome.error:
+            result.errors[run.path] = outcome.error
+            write_status(study / run.path, "failed", sweep_id, outcome.error)
+        result.states[run.path] = outcome.state
 
-def _outcome(ref: Any) -> tuple[str, str | None]:
-    """A finished task's (state, error): its own report, or why Ray gave up on it."""
-    import ray
-
-    try:
-        outcome = ray.get(ref)
-    except ray.exceptions.RayTaskError as exc:  # an exception Ray retried until max_retries
-        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-        return "failed", _first_line(cause)
-    except ray.exceptions.RayError as exc:  # the worker or its node died max_retries + 1 times
-        return "failed", _first_line(exc)
-    return outcome["state"], outcome.get("error")
-
-
-def _first_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {first_line(exc)}"
-
-
-def _retried_exceptions() -> tuple[type[BaseException], ...]:
-    import torch
-
-    return (*RETRIED_EXCEPTIONS, torch.OutOfMemoryError)
+    run_tasks(train_task, arguments, ended=ended, num_cpus=cpus, num_gpus=resources["gpus_per_run"],
+              max_retries=options.max_retries, max_concurrent=options.max_concurrent,
+              tick=lambda any_ended: table.show(force=any_ended))
 
 
 def _unqueue(study: Path, runs: Sequence[RunPlan], sweep_id: str) -> None:

@@ -3,10 +3,15 @@
 For every fold of a study, a compact CNN is trained under several conditions (real rows,
 real plus synthetic, synthetic only, and optionally a label-swapped control) with several
 seeds, and scored on rows that neither it nor the fold's generators saw. Each training is
-one task (``rxwgan.utility.task``), run on Ray like ``sweep``'s runs, or in local worker
-processes; each writes its own result file, so a re-run only does what is missing. The
-results are gathered into ``STUDY/utility/``: ``utility.csv`` (a row per fold x condition
-x seed), ``summary.csv``/``summary.md`` (across folds) and ``roc.png``.
+one task (``rxwgan.utility.task``), run on Ray by the runner ``sweep`` uses
+(``rxwgan.base.ray_runner``), or in local worker processes; each writes its own result
+file, so a re-run only does what is missing. The results are gathered into
+``STUDY/utility/``: ``utility.csv`` (a row per fold x condition x seed),
+``summary.csv``/``summary.md`` (across folds) and ``roc.png``.
+
+On Ray a task is retried on what ``sweep`` retries (``ray_runner.retried_exceptions``),
+which now includes ``torch.OutOfMemoryError``: a GPU shared with another job may have room
+on a second attempt.
 """
 
 from __future__ import annotations
@@ -23,35 +28,36 @@ from typing import Any
 import pandas as pd
 
 from rxwgan.base import atomic
-from rxwgan.base.errors import RxwganError, first_line
+from rxwgan.base.errors import RxwganError
+from rxwgan.base.extras import require
 from rxwgan.base.layout import (
     UTILITY_FOLDER,
+    UTILITY_RESULTS_PATTERN,
     UTILITY_ROC,
-    UTILITY_RUNS_FOLDER,
     UTILITY_SETTINGS,
     UTILITY_SUMMARY,
     UTILITY_SUMMARY_MARKDOWN,
     UTILITY_TABLE,
 )
 from rxwgan.base.progress import Log
+from rxwgan.base.ray_runner import Outcome, joined_ray, run_tasks
 from rxwgan.data.table import write_frame
 from rxwgan.utility.plan import (
     CONDITION_MEANINGS,
     CONDITION_ORDER,
     REAL,
     FoldInputs,
-    UtilitySettings,
     UtilityTask,
     arm,
     plan_tasks,
     study_folds,
 )
 from rxwgan.utility.scores import paired_comparison, summarise
+from rxwgan.utility.settings import UtilitySettings
 
 METRICS = ("auc", "sp_index", "sens_at_spec90", "spec_at_sens90")
 CSV_COLUMNS = ["split", "condition", "ratio", "seed", *METRICS, "sp_threshold", "n_test", "n_positive",
                "n_fit_real", "n_fit_synthetic", "n_stop"]
-RETRIED_EXCEPTIONS: tuple[type[BaseException], ...] = (OSError, MemoryError)
 
 
 @dataclass
@@ -198,7 +204,7 @@ def _check_previous(out: Path, record: dict[str, Any], overwrite: bool) -> None:
     if overwrite:
         for name in (UTILITY_SETTINGS, UTILITY_TABLE, UTILITY_SUMMARY, UTILITY_SUMMARY_MARKDOWN, UTILITY_ROC):
             (out / name).unlink(missing_ok=True)
-        for path in sorted(out.glob(f"{UTILITY_RUNS_FOLDER}/*/*.json")):
+        for path in sorted(out.glob(UTILITY_RESULTS_PATTERN)):
             path.unlink()
         return
     if previous is None:
@@ -231,67 +237,49 @@ def _execute(pending: list[UtilityTask], folds: dict[str, FoldInputs], settings:
                   options.cpus_per_task) for task in pending]
     errors: dict[str, str] = {}
 
-    def ended(index: int, outcome: dict[str, Any]) -> None:
+    def ended(index: int, outcome: Outcome) -> None:
         task = pending[index]
         head = (f"[{len(done) + 1}/{len(pending)}] {task.split} {arm(task.condition, task.ratio)} "
                 f"seed {task.seed}")
         done.append(index)
-        if outcome["state"] == "done":
-            log(f"{head}: AUC {outcome['auc']:.3f} on {int(outcome['n_test'])} test images "
-                f"({outcome['seconds']:.0f} s)")
+        if outcome.state == "done":
+            scores = outcome.payload
+            log(f"{head}: AUC {scores['auc']:.3f} on {int(scores['n_test'])} test images "
+                f"({scores['seconds']:.0f} s)")
         else:
-            errors[task.path] = outcome["error"]
-            log(f"{head}: failed: {outcome['error']}")
+            errors[task.path] = outcome.error
+            log(f"{head}: failed: {outcome.error}")
 
     done: list[int] = []
-    (_run_local if options.local else _run_on_ray)(arguments, options, ended)
+    run_workers(arguments, options, ended)
     return errors
 
 
-def _run_local(arguments: list[tuple], options: UtilityOptions,
-               ended: Callable[[int, dict[str, Any]], None]) -> None:
+def run_workers(arguments: Sequence[tuple], options: UtilityOptions,
+                ended: Callable[[int, Outcome], None]) -> None:
+    """``utility_worker(*args)`` for each of ``arguments``, in local processes or on Ray;
+    ``ended(index, outcome)`` as each ends, the same outcome either way."""
+    if options.local:
+        _run_local(arguments, options, ended)
+        return
+    require(("ray",), "sweep", "rxwgan utility")
+    with joined_ray(options.address):
+        run_tasks(utility_worker, arguments, ended=ended, num_cpus=options.cpus_per_task,
+                  num_gpus=options.gpus_per_task, max_retries=options.max_retries)
+
+
+def _run_local(arguments: Sequence[tuple], options: UtilityOptions,
+               ended: Callable[[int, Outcome], None]) -> None:
+    """A process pool, no Ray and no retry: an exception a worker raises stops the command."""
     workers = options.workers or max(1, (os.cpu_count() or 1) // options.cpus_per_task)
     if workers == 1:
         for index, args in enumerate(arguments):
-            ended(index, utility_worker(*args))
+            ended(index, Outcome.of(utility_worker(*args)))
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(utility_worker, *args): i for i, args in enumerate(arguments)}
         for future in as_completed(futures):
-            ended(futures[future], future.result())
-
-
-def _run_on_ray(arguments: list[tuple], options: UtilityOptions,
-                ended: Callable[[int, dict[str, Any]], None]) -> None:
-    from rxwgan.base.extras import require
-    from rxwgan.study.sweep import SweepOptions, connect_ray
-
-    require(("ray",), "sweep", "rxwgan utility")
-    started = connect_ray(SweepOptions(address=options.address))
-    import ray
-
-    try:
-        task = ray.remote(utility_worker).options(
-            num_cpus=options.cpus_per_task, num_gpus=options.gpus_per_task, max_retries=options.max_retries,
-            retry_exceptions=list(RETRIED_EXCEPTIONS))
-        running = {task.remote(*args): i for i, args in enumerate(arguments)}
-        while running:
-            ready, _ = ray.wait(list(running), num_returns=1)
-            for ref in ready:
-                ended(running.pop(ref), _outcome(ref))
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _outcome(ref: Any) -> dict[str, Any]:
-    import ray
-
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayError as exc:  # retried until max_retries, or its worker kept dying
-        cause = getattr(exc, "cause", None)
-        return {"state": "failed", "error": first_line(cause if isinstance(cause, BaseException) else exc)}
+            ended(futures[future], Outcome.of(future.result()))
 
 
 def utility_worker(fold: dict[str, Any], task: dict[str, Any], settings: dict[str, Any], out: str,
