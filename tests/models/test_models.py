@@ -224,3 +224,29 @@ def test_dropout_passes_double_backward() -> None:
     (grad,) = torch.autograd.grad((layer(x) ** 2).sum(), x, create_graph=True)
     grad.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+SAVE_IN_A_FRESH_PROCESS = """
+import sys, torch
+from rxwgan.models import build_generator, file_sha256, save_model
+torch.manual_seed(0)
+generator = build_generator("tiny")
+ema = build_generator("tiny")
+save_model(generator, sys.argv[1], ema=ema)
+print(file_sha256(sys.argv[1]))
+"""
+
+
+def test_same_weights_give_the_same_file_bytes_in_every_process(tmp_path) -> None:
+    """The sha256 that traces every synthetic image to its generator must be reproducible."""
+    import subprocess
+    import sys
+
+    def saved_digest(name: str) -> str:
+        command = [sys.executable, "-c", SAVE_IN_A_FRESH_PROCESS, str(tmp_path / name)]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+    digests = {saved_digest(f"g{i}.safetensors") for i in range(3)}
+    assert len(digests) == 1
+    reloaded = load_model(tmp_path / "g0.safetensors", role="generator")
+    assert reloaded.arch == "tiny" and reloaded.weights == "ema"

@@ -12,16 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 import rxwgan
-from rxwgan.base.atomic import atomic_path
+from rxwgan.base.atomic import write_bytes
 from rxwgan.base.errors import RxwganError
 from rxwgan.models import registry
 from rxwgan.models.keras_import import is_keras_h5, load_keras_model
@@ -57,8 +58,25 @@ def save_model(module: nn.Module, path: str | os.PathLike, ema: nn.Module | None
         tensors.update({EMA_PREFIX + key: value.detach().cpu().contiguous()
                         for key, value in ema.state_dict().items()})
         metadata["ema"] = "1"
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    write_bytes(path, _sorted_metadata(save(tensors, metadata=metadata)))
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The same safetensors bytes with the metadata keys in sorted order.
+
+    safetensors writes ``__metadata__`` from a hash map whose order changes from process to
+    process, so the same weights would get another sha256 each time (and every synthetic
+    image records its generator's sha256). Sorting changes no length, so the header keeps
+    its size and padding and the tensor offsets stay valid.
+    """
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > length:  # cannot happen for a reordering; refuse rather than corrupt offsets
+        raise ValueError("safetensors header grew when its metadata was sorted")
+    return data[:8] + text.ljust(length) + data[8 + length:]
 
 
 def load_model(path: str | os.PathLike, role: str | None = None,
