@@ -10,6 +10,7 @@ import torch
 
 from helpers import quiet, run_config
 from rxwgan.base.errors import RxwganError
+from rxwgan.base.layout import LOCK_FILE
 from rxwgan.cli import main
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.models import load_model
@@ -121,3 +122,18 @@ def test_generate_uses_the_moving_average_unless_raw(table, tmp_path, capsys):
     images = {w: synthetic_images(load_generator(out / "generator_trained", weights=w)[0], range(3))
               for w in ("ema", "raw")}
     assert not torch.equal(images["ema"], images["raw"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--kimg", "0.1", "--epochs", "3"], "--epochs and --kimg each set the training length: give one"),
+    (["--kimg", "1e-9"], "--kimg 1e-09 is fewer images than one batch (16)"),
+    (["--kimg", "0.016"], "--kimg 0.016 makes 1 critic step(s) of batch 16 and no generator step"),
+])
+def test_a_length_that_trains_nothing_or_two_lengths_are_refused_before_anything_is_written(
+        table, tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    assert main(["train", "-i", str(table), "-o", str(out), "--model", "tiny", "--no-progress", *flags]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    # a refusal inside setup comes after the folder lock was taken: its lock file, no run file
+    assert not out.exists() or [path.name for path in out.iterdir()] == [LOCK_FILE]

@@ -166,9 +166,15 @@ def training_batch_size(text: str) -> int:
     return value
 
 
+LENGTH_SETTINGS = ("epochs", "kimg", "gen_steps")
+
+
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The config the flags ask for: the typed settings over TrainConfig's defaults."""
     values = given(args, TrainConfig)
+    lengths = [f"--{name}" for name in LENGTH_SETTINGS if name in values]
+    if len(lengths) > 1:  # TrainConfig cannot tell a typed --epochs from its default
+        raise RxwganError(f"{' and '.join(lengths)} each set the training length: give one")
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
     if hasattr(args, "fold"):  # train names its partition; a sweep plans one per run

@@ -111,6 +111,9 @@ class TrainConfig:
             raise RxwganError("--kimg and --gen_steps both set the training length: give one")
         if self.kimg is not None and not (math.isfinite(self.kimg) and self.kimg > 0):
             raise RxwganError(f"--kimg must be a positive number, not {self.kimg}")
+        if self.kimg is not None and self.kimg * 1000 < self.batch_size:
+            raise RxwganError(f"--kimg {self.kimg:g} is fewer images than one batch ({self.batch_size}): "
+                              f"train at least {self.batch_size / 1000:g} kimg")
         if self.gen_steps is not None:
             require_at_least("--gen_steps", self.gen_steps, 1)
         if self.precision not in PRECISIONS:
@@ -122,6 +125,18 @@ class TrainConfig:
         if self.start_from_epoch > self.epochs:
             raise RxwganError(f"--start_from_epoch {self.start_from_epoch} is past --epochs "
                               f"{self.epochs}")
+
+    def check_length(self, epochs: int, batches_per_epoch: int) -> None:
+        """Refuse a --kimg too short to update the generator once (it would end "done", untrained).
+
+        --epochs keeps the old tool's meaning (a short first leg of a run resumed later may end
+        before its first generator step); --gen_steps always makes at least one.
+        """
+        critic_steps = epochs * batches_per_epoch
+        if self.kimg is not None and critic_steps // self.critic_steps_per_gen_step == 0:
+            raise RxwganError(f"--kimg {self.kimg:g} makes {critic_steps} critic step(s) of batch "
+                              f"{self.batch_size} and no generator step (one every "
+                              f"{self.critic_steps_per_gen_step} critic steps); train longer")
 
     def total_epochs(self, batches_per_epoch: int) -> int:
         """Epochs the run lasts: --epochs, or as many as --kimg / --gen_steps take.

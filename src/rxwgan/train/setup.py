@@ -52,17 +52,19 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
     precision = resolve_precision(config.precision, device)
     table = read_table(config.input, config.path_column, config.target_column, target=config.target)
     table_print = table_fingerprint(table)
+    parts = partition(table.targets, config.split)
+    rows = class_rows(config, table, parts)
+    batches = len(rows["train"]) // min(config.batch_size, len(rows["train"]))
+    epochs = config.total_epochs(batches)
+    config.check_length(epochs, batches)  # before the folder is touched
     start = decide_start(config, out, table_print, log)
     resumed = start.checkpoint or {}
     arch = resumed.get("arch") or resumed.get("config", {}).get("model")  # older checkpoints: config
     generator, critic = (initial_network(config, role, arch) for role in ("generator", "critic"))
-    parts = partition(table.targets, config.split)
-    train_images, val_images = fold_images(config, table, parts, int(generator.image_size), device)
+    train_images, val_images = fold_images(config, table, rows, int(generator.image_size), device)
     log(f"{config.split.name}, target {config.target}: {len(train_images)} training and "
         f"{0 if val_images is None else len(val_images)} validation images at {generator.image_size}px "
         f"on {device} ({precision})")
-    batches = len(train_images) // min(config.batch_size, len(train_images))
-    epochs = config.total_epochs(batches)
     if config.kimg is not None or config.gen_steps is not None:
         log(f"{epochs} epochs of {batches} batches: {epochs * batches * config.batch_size / 1000:.1f} kimg, "
             f"{epochs * batches // config.critic_steps_per_gen_step} generator steps")
@@ -95,15 +97,20 @@ def evaluates_ahead(config: TrainConfig, done: int, epochs: int) -> bool:
     return bool(every) and epochs // every > done // every
 
 
-def fold_images(config: TrainConfig, table: Table, parts: Partition, size: int,
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The class's training and validation images of the fold, on ``device``, from the cache."""
+def class_rows(config: TrainConfig, table: Table, parts: Partition) -> dict[str, list[int]]:
+    """The run's class's training and validation rows of the fold (at least 2 training rows)."""
     targets = table.targets
     rows = {name: [int(i) for i in getattr(parts, name) if targets[i] == config.target]
             for name in ("train", "val")}
     if len(rows["train"]) < 2:
         raise RxwganError(f"{config.input}: only {len(rows['train'])} training row(s) of target "
                           f"{config.target} in {config.split.name}; at least 2 are needed")
+    return rows
+
+
+def fold_images(config: TrainConfig, table: Table, rows: dict[str, list[int]], size: int,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The class's training and validation images of the fold (``class_rows``), on ``device``."""
     cache = ImageCache(config.cache_dir)
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
 
