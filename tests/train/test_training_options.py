@@ -137,3 +137,10 @@ def test_a_length_that_trains_nothing_or_two_lengths_are_refused_before_anything
     assert message in error and error.count("\n") == 1
     # a refusal inside setup comes after the folder lock was taken: its lock file, no run file
     assert not out.exists() or [path.name for path in out.iterdir()] == [LOCK_FILE]
+
+
+def test_an_unknown_epoch_metric_is_named_by_its_own_flag(table, tmp_path, capsys):
+    args = ["train", "-i", str(table), "-o", str(tmp_path / "run"), "--model", "tiny", "--epochs", "1",
+            "--eval_for_each", "1", "--eval_metrics", "bogus", "--no-progress"]
+    assert main(args) == 2
+    assert "--eval_metrics: unknown metric(s) bogus" in capsys.readouterr().err

@@ -28,6 +28,9 @@ def image_grid(images: torch.Tensor | np.ndarray, columns: int = 5, gap: int = 2
     return canvas
 
 
+FIGURE_FORMATS = ("png", "pdf", "svg")  # what a figure's path may end in
+
+
 def figure_format(path: str | Path) -> str:
     """The format a figure saved at ``path`` is written in: its extension, PNG without one."""
     return Path(path).suffix.lstrip(".").lower() or "png"

@@ -7,11 +7,19 @@ space, and the caveats) and with ``--json`` writes all of it with the versions u
 from __future__ import annotations
 
 import argparse
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from rxwgan.base.errors import RxwganError
-from rxwgan.base.layout import MEMORISATION_PAIRS, MEMORISATION_RECORD, SPLIT_FILE, TRAINED_GENERATOR
+from rxwgan.base.errors import RxwganError, require_at_least
+from rxwgan.base.layout import (
+    CONFIG_FILE,
+    MEMORISATION_PAIRS,
+    MEMORISATION_RECORD,
+    RUN_FILE_PATTERNS,
+    SPLIT_FILE,
+    TRAINED_GENERATOR,
+)
 from rxwgan.cli.common import add_split_flags, add_table_flags, refuse_existing
 from rxwgan.metrics.space_registry import SPACES, feature_choices, features_help, pretrained_names
 
@@ -28,6 +36,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rxwgan.metrics import compute_metrics, versions
     from rxwgan.synth.sampling import generation_precision
 
+    _check_flags(args)
     out = Path(args.json) if args.json else None
     if out is not None:
         refuse_existing(out, args.overwrite)
@@ -53,6 +62,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Refuse what would be ignored or fail late, before anything is computed."""
+    from rxwgan.base.plots import FIGURE_FORMATS, figure_format
+
+    require_at_least("-n", args.n, 1)
+    if args.size is not None:
+        require_at_least("--size", args.size, 1)
+    if args.pairs is not None and figure_format(args.pairs) not in FIGURE_FORMATS:
+        endings = ", ".join(f".{ending}" for ending in FIGURE_FORMATS)
+        raise RxwganError(f"--pairs {args.pairs}: name a picture file ({endings})")
+    if args.json is not None:
+        out = Path(args.json)
+        if out.suffix.lower() != ".json":
+            raise RxwganError(f"--json {out}: name a .json file")
+        if (out.parent / CONFIG_FILE).is_file() and any(fnmatch(out.name, p) for p in RUN_FILE_PATTERNS):
+            raise RxwganError(f"--json {out}: a file of the run in {out.parent}; write elsewhere")
+
+
 def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
     """``--memorisation RUN``: the run's generator (or --fake) against its own rows."""
     from rxwgan.base import atomic
@@ -62,10 +89,10 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
     from rxwgan.train.run_info import read_run
 
     taken = {"--real": args.real, "--metrics": args.metrics, "--fold": args.fold, "--n_splits": args.n_splits,
-             "--test": args.test, "--sort": args.sort, "--target": args.target}
+             "--test": args.test, "--sort": args.sort, "--target": args.target, "--size": args.size}
     given = [flag for flag, value in taken.items() if value is not None]
     if given:
-        raise RxwganError(f"--memorisation takes the rows, split and class from the run folder; "
+        raise RxwganError(f"--memorisation takes the rows, split, class and size from the run folder; "
                           f"drop {', '.join(given)}")
     run = read_run(args.memorisation)
     fake = args.fake or str(run.folder / TRAINED_GENERATOR)

@@ -61,8 +61,9 @@ def available_metrics() -> list[str]:
     return list(METRICS)
 
 
-def resolve_metrics(names: str | Iterable[str]) -> list[Metric]:
-    """Metrics for names like ``"fid,kid"`` or ``["pr", "coverage"]``, each once, in order."""
+def resolve_metrics(names: str | Iterable[str], flag: str = "--metrics") -> list[Metric]:
+    """Metrics for names like ``"fid,kid"`` or ``["pr", "coverage"]``, each once, in order;
+    ``flag``: the option the names came from, for the error."""
     if isinstance(names, str):
         names = names.split(",")
     by_key = {key: metric for metric in METRICS.values() for key in metric.keys}
@@ -81,7 +82,7 @@ def resolve_metrics(names: str | Iterable[str]) -> list[Metric]:
             continue
         chosen += [metric for metric in candidates if metric not in chosen]
     if unknown or not chosen:
-        raise RxwganError(f"--metrics: unknown metric(s) {', '.join(unknown) or 'none given'} "
+        raise RxwganError(f"{flag}: unknown metric(s) {', '.join(unknown) or 'none given'} "
                           f"(available: {', '.join(METRICS)}, or prdc)")
     return chosen
 

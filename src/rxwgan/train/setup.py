@@ -127,7 +127,7 @@ def check_evaluation(config: TrainConfig, val_images: torch.Tensor | None) -> No
         return
     from rxwgan.metrics.metric_registry import resolve_metrics
 
-    for metric in resolve_metrics(list(config.eval_metrics)):
+    for metric in resolve_metrics(list(config.eval_metrics), "--eval_metrics"):
         if metric.needs_train:
             raise RxwganError(f"--eval_metrics {metric.name} is not an epoch metric: run rxwgan evaluate "
                               f"--memorisation RUN_FOLDER on the finished run")
