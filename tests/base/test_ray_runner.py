@@ -185,3 +185,13 @@ def test_sweep_retries_what_the_runner_retries(ray_cluster, tmp_path, monkeypatc
                              log=lambda _: None, live=False)
     assert result.ok and result.states == {"fold_0/target_0": "done"}
     assert attempt_count(str(tmp_path / "study" / "fold_0" / "target_0" / "attempts")) == 2
+
+
+def test_a_task_no_node_can_hold_is_refused_at_once_not_left_waiting(ray_cluster):
+    from rxwgan.utility.driver import UtilityOptions, run_workers
+
+    started = time.monotonic()
+    with pytest.raises(RxwganError, match=r"^--gpus_per_task 64: no node of the Ray cluster has that many"):
+        # utility_worker's five arguments (never run: no node could take the task)
+        run_workers([({}, {}, {}, "", 1)], UtilityOptions(gpus_per_task=64), ended=lambda *_: None)
+    assert time.monotonic() - started < 10

@@ -173,3 +173,16 @@ def test_a_fold_with_an_unfinished_or_missing_class_run_is_named(study, tmp_path
     assert "fold_1: no run of target 1" in capsys.readouterr().err
     assert main(["utility", str(tmp_path / "nowhere"), "--local"]) == 2
     assert "no such study folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--gpus_per_task", "-1"], "--gpus_per_task must be 0 or more, not -1"),
+    (["--cpus_per_task", "0"], "--cpus_per_task must be at least 1, not 0"),
+    (["--max_retries", "-1"], "--max_retries must be at least 0, not -1"),
+])
+def test_an_impossible_resource_request_is_one_line_before_anything_is_written(study, capsys, flags, message):
+    record = (study / "utility" / "utility.json").read_bytes()
+    assert main(["utility", str(study), "--local", *flags]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert (study / "utility" / "utility.json").read_bytes() == record

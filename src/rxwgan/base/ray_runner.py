@@ -113,6 +113,25 @@ def _check_reachable(address: str) -> None:
         raise RxwganError(f"--address {address}: no Ray cluster there ({first_line(exc)})") from None
 
 
+def largest_node() -> tuple[float, float]:
+    """The most CPUs and the most GPUs one live node of the joined cluster has."""
+    import ray
+
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    return (max((node.get("CPU", 0) for node in nodes), default=0),
+            max((node.get("GPU", 0) for node in nodes), default=0))
+
+
+def require_a_node_with(cpus: float, gpus: float, cpus_flag: str, gpus_flag: str) -> None:
+    """Refuse in one line a task no node can hold: Ray would keep it waiting, silently, for ever."""
+    node_cpus, node_gpus = largest_node()
+    requests = ((gpus_flag, gpus, node_gpus, "GPUs"), (cpus_flag, cpus, node_cpus, "CPUs"))
+    for flag, asked, most, what in requests:
+        if asked > most:
+            raise RxwganError(f"{flag} {asked:g}: no node of the Ray cluster has that many {what} "
+                              f"(the most on one node: {most:g})")
+
+
 def run_tasks(function: Callable[..., dict[str, Any]], arguments: Sequence[tuple], *,
               ended: Callable[[int, Outcome], None], num_cpus: float = 1, num_gpus: float = 0,
               max_retries: int = 3, max_concurrent: int | None = None,

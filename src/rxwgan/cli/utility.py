@@ -12,8 +12,7 @@ from rxwgan.base.layout import UTILITY_ROC, UTILITY_SUMMARY, UTILITY_SUMMARY_MAR
 from rxwgan.cli.common import Lazy, add_setting, given
 from rxwgan.utility.settings import CONTROLS, ClassifierSettings, UtilitySettings
 
-AT_LEAST_ONE = {"cpus_per_task": "--cpus_per_task", "workers": "--workers", "max_epochs": "--epochs",
-                "size": "--size"}
+AT_LEAST_ONE = {"max_epochs": "--epochs", "size": "--size"}  # named by flag (the rest: UtilityOptions.check)
 
 
 def _utility_options() -> Any:
@@ -32,12 +31,9 @@ def cmd_utility(args: argparse.Namespace) -> int:
     from rxwgan.utility.driver import UtilityOptions, comparison_line, run_utility
 
     classifier, options = given(args, ClassifierSettings), given(args, UtilityOptions)
-    typed = {**classifier, **options}
     for name, flag in AT_LEAST_ONE.items():
-        if typed.get(name, 1) < 1:
-            raise RxwganError(f"{flag} must be at least 1, not {typed[name]}")
-    if options.get("max_retries", 0) < 0:
-        raise RxwganError(f"--max_retries must be 0 or more, not {options['max_retries']}")
+        if classifier.get(name, 1) < 1:
+            raise RxwganError(f"{flag} must be at least 1, not {classifier[name]}")
     chosen = given(args, UtilitySettings)
     if "ratios" in chosen:
         chosen["ratios"] = _ratios(chosen["ratios"])

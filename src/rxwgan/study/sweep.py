@@ -30,7 +30,7 @@ from rxwgan.base.errors import RxwganError
 from rxwgan.base.extras import require
 from rxwgan.base.json_files import read_json
 from rxwgan.base.progress import Log
-from rxwgan.base.ray_runner import Outcome, joined_ray, run_tasks
+from rxwgan.base.ray_runner import Outcome, joined_ray, largest_node, require_a_node_with, run_tasks
 from rxwgan.data.splits import SplitSpec
 from rxwgan.study.plan import STATUS_FILE, SWEEP_FILE, RunPlan, is_finished, planned_epochs, write_status
 from rxwgan.study.status import LiveTable
@@ -212,21 +212,16 @@ def _resources(options: SweepOptions, n_runs: int) -> dict[str, Any]:
     """CPUs and GPUs per run: what the user asked, else enough to fill the cluster."""
     import ray
 
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    node_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
-    node_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    node_cpus, node_gpus = largest_node()
     total = ray.cluster_resources()
     gpus = options.gpus_per_run if options.gpus_per_run is not None else (1 if node_gpus else 0)
-    if gpus < 0 or gpus > node_gpus:
-        raise RxwganError(f"--gpus_per_run {gpus}: no node of the Ray cluster has that many GPUs "
-                          f"(the most on one node: {node_gpus:g})")
+    if gpus < 0:
+        raise RxwganError(f"--gpus_per_run must be 0 or more, not {gpus:g}")
     slots = n_runs if options.max_concurrent is None else min(n_runs, options.max_concurrent)
     if gpus:
         slots = max(1, min(slots, int(total.get("GPU", 0) // gpus)))
     cpus = options.cpus_per_run or max(1, min(int(node_cpus), int(total.get("CPU", 0) // slots)))
-    if cpus > node_cpus:
-        raise RxwganError(f"--cpus_per_run {cpus}: no node of the Ray cluster has that many CPUs "
-                          f"(the most on one node: {node_cpus:g})")
+    require_a_node_with(cpus, gpus, cpus_flag="--cpus_per_run", gpus_flag="--gpus_per_run")
     return {"cpus_per_run": cpus, "gpus_per_run": gpus}
 
 

@@ -17,6 +17,7 @@ on a second attempt.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from rxwgan.base import atomic
-from rxwgan.base.errors import RxwganError
+from rxwgan.base.errors import RxwganError, require_at_least
 from rxwgan.base.extras import require
 from rxwgan.base.layout import (
     UTILITY_FOLDER,
@@ -40,7 +41,7 @@ from rxwgan.base.layout import (
     UTILITY_TABLE,
 )
 from rxwgan.base.progress import Log
-from rxwgan.base.ray_runner import Outcome, joined_ray, run_tasks
+from rxwgan.base.ray_runner import Outcome, joined_ray, require_a_node_with, run_tasks
 from rxwgan.data.table import write_frame
 from rxwgan.utility.plan import (
     CONDITION_MEANINGS,
@@ -71,6 +72,15 @@ class UtilityOptions:
     gpus_per_task: float = 0.0
     max_retries: int = 3
 
+    def check(self) -> None:
+        """Refuse a request that cannot run, before anything is written."""
+        if self.workers is not None:
+            require_at_least("--workers", self.workers, 1)
+        require_at_least("--cpus_per_task", self.cpus_per_task, 1)
+        if not (math.isfinite(self.gpus_per_task) and self.gpus_per_task >= 0):
+            raise RxwganError(f"--gpus_per_task must be 0 or more, not {self.gpus_per_task:g}")
+        require_at_least("--max_retries", self.max_retries, 0)
+
 
 @dataclass
 class UtilityResult:
@@ -94,6 +104,7 @@ def run_utility(study: str | Path, settings: UtilitySettings | None = None,
     settings = settings or UtilitySettings()
     options = options or UtilityOptions()
     settings.check()
+    options.check()
     study = Path(study).expanduser().resolve()
     if not study.is_dir():
         raise RxwganError(f"{study}: no such study folder")
@@ -264,6 +275,8 @@ def run_workers(arguments: Sequence[tuple], options: UtilityOptions,
         return
     require(("ray",), "sweep", "rxwgan utility")
     with joined_ray(options.address):
+        require_a_node_with(options.cpus_per_task, options.gpus_per_task,
+                            cpus_flag="--cpus_per_task", gpus_flag="--gpus_per_task")
         run_tasks(utility_worker, arguments, ended=ended, num_cpus=options.cpus_per_task,
                   num_gpus=options.gpus_per_task, max_retries=options.max_retries)
 
