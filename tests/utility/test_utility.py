@@ -186,3 +186,20 @@ def test_an_impossible_resource_request_is_one_line_before_anything_is_written(s
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
     assert (study / "utility" / "utility.json").read_bytes() == record
+
+
+def test_the_weights_recorded_are_those_each_generator_holds(study, tmp_path):
+    """A generator trained with --ema_kimg 0 has no moving average: its raw weights are used,
+    and utility.json and each run's record say so (study hardening, case 7)."""
+    from rxwgan.models import load_model, save_model
+
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    no_average = copy / "fold_0" / "target_1" / "generator_trained.safetensors"
+    save_model(load_model(no_average, role="generator", weights="raw"), no_average)
+    run_utility(copy, SETTINGS, LOCAL, folds=["fold_0"], overwrite=True, log=lambda _: None)
+    generators = json.loads((copy / "utility" / "utility.json").read_text())["folds"]["fold_0"]["generators"]
+    assert {target: entry["weights"] for target, entry in generators.items()} == {"0": "ema", "1": "raw"}
+    for path in (copy / "utility" / "runs" / "fold_0").glob("*.json"):
+        used = json.loads(path.read_text())["generators"]
+        assert used["0"]["weights"] == "ema" and used["1"]["weights"] == "raw"

@@ -101,6 +101,20 @@ def load_model(path: str | os.PathLike, role: str | None = None,
     return _load_safetensors(resolved, role, torch.device(map_location), weights)
 
 
+def stored_weights(path: str | os.PathLike, weights: str = "ema") -> str:
+    """The weights ``load_model(path, weights=weights)`` gives ("ema" or "raw"), from the file's
+    header alone: "ema" only where the file holds a moving average (an .h5 never does)."""
+    resolved = resolve_model_path(Path(path))
+    if weights != "ema" or resolved.suffix.lower() in _KERAS_SUFFIXES or is_keras_h5(resolved):
+        return "raw"
+    try:
+        with safe_open(resolved, framework="pt") as handle:
+            averaged = any(key.startswith(EMA_PREFIX) for key in handle.keys())
+    except (SafetensorError, OSError) as err:
+        raise RxwganError(f"{resolved} is not a readable safetensors model file ({err})") from None
+    return "ema" if averaged else "raw"
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in chunks so large checkpoints stay out of memory."""
     digest = hashlib.sha256()

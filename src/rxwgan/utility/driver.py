@@ -195,13 +195,18 @@ def comparison_line(comparison: dict[str, Any]) -> str:
 
 
 def _settings_record(settings: UtilitySettings, folds: list[FoldInputs]) -> dict[str, Any]:
-    from rxwgan.models.files import file_sha256
+    """What the results depend on; ``weights`` per generator is what it holds, not what was asked
+    (a generator trained with --ema_kimg 0 has no moving average: its raw weights are used)."""
+    from rxwgan.models.files import file_sha256, stored_weights
+
+    def generator(kind: str, path: str) -> dict[str, str]:
+        return {"kind": kind, "sha256": file_sha256(Path(path)),
+                "weights": stored_weights(path, settings.weights)}
 
     return {"format": "rxwgan-utility", "settings": settings.to_dict(),
             "folds": {fold.split.name: {"table_sha256": fold.table_sha256,
                                         "test_partition": fold.test_partition,
-                                        "generators": {str(t): {"kind": fold.generator_kinds[t],
-                                                                "sha256": file_sha256(Path(path))}
+                                        "generators": {str(t): generator(fold.generator_kinds[t], path)
                                                        for t, path in fold.generators.items()}}
                       for fold in folds}}
 
@@ -221,11 +226,20 @@ def _check_previous(out: Path, record: dict[str, Any], overwrite: bool) -> None:
     if previous is None:
         return
     changed = [key for key in ("settings",) if previous.get(key) != record[key]]
+    before = {name: _dependencies(fold) for name, fold in previous.get("folds", {}).items()}
     changed += [f"{name} generators" for name, fold in record["folds"].items()
-                if name in previous.get("folds", {}) and previous["folds"][name] != fold]
+                if name in before and before[name] != _dependencies(fold)]
     if changed:
         raise RxwganError(f"{out} holds results of other {', '.join(changed)}: --overwrite to replace "
                           f"them")
+
+
+def _dependencies(fold: dict[str, Any]) -> dict[str, Any]:
+    """A fold's record without what follows from the rest (a generator's weights follow from its
+    file and the settings), so that records written before it was recorded still match."""
+    generators = {target: {key: value for key, value in generator.items() if key != "weights"}
+                  for target, generator in fold.get("generators", {}).items()}
+    return {**fold, "generators": generators}
 
 
 def _warnings(folds: list[FoldInputs]) -> list[str]:
