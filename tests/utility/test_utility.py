@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from rxwgan.base.errors import RxwganError
+from rxwgan.base.layout import LOCK_FILE
 from rxwgan.cli import main
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.data.splits import SplitSpec
@@ -166,26 +168,38 @@ def test_a_fold_with_an_unfinished_or_missing_class_run_is_named(study, tmp_path
     copy = tmp_path / "study"
     shutil.copytree(study, copy)
     (copy / "fold_1" / "target_1" / "generator_trained.safetensors").unlink()
-    assert main(["utility", str(copy), "--local"]) == 2
+    # asked for by --folds (without it, such a fold is left out: see the test below)
+    assert main(["utility", str(copy), "--local", "--folds", "0-1"]) == 2
     assert "fold_1/target_1: this run has not finished" in capsys.readouterr().err
     shutil.rmtree(copy / "fold_1" / "target_1")
-    assert main(["utility", str(copy), "--local", "--overwrite"]) == 2
+    assert main(["utility", str(copy), "--local", "--overwrite", "--folds", "0-1"]) == 2
     assert "fold_1: no run of target 1" in capsys.readouterr().err
     assert main(["utility", str(tmp_path / "nowhere"), "--local"]) == 2
     assert "no such study folder" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--gpus_per_task", "-1"], "--gpus_per_task must be 0 or more, not -1"),
-    (["--cpus_per_task", "0"], "--cpus_per_task must be at least 1, not 0"),
-    (["--max_retries", "-1"], "--max_retries must be at least 0, not -1"),
+@pytest.mark.parametrize("options, message", [
+    (dict(gpus_per_task=-1), "--gpus_per_task must be 0 or more, not -1"),
+    (dict(cpus_per_task=0), "--cpus_per_task must be at least 1, not 0"),
+    (dict(max_retries=-1), "--max_retries must be at least 0, not -1"),
 ])
-def test_an_impossible_resource_request_is_one_line_before_anything_is_written(study, capsys, flags, message):
-    record = (study / "utility" / "utility.json").read_bytes()
-    assert main(["utility", str(study), "--local", *flags]) == 2
-    error = capsys.readouterr().err
-    assert message in error and error.count("\n") == 1
-    assert (study / "utility" / "utility.json").read_bytes() == record
+def test_an_impossible_resource_request_is_refused_before_anything_is_written(study, tmp_path, options,
+                                                                            message):
+    """--gpus_per_task -1 gave a traceback; a notebook's UtilityOptions were not checked at all
+    (study hardening, case 12)."""
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    before = results_of(copy)
+    with pytest.raises(RxwganError, match=f"^{message}$"):
+        run_utility(copy, SETTINGS, dataclasses.replace(LOCAL, **options), log=lambda _: None)
+    assert results_of(copy) == before
+
+
+def results_of(study: Path) -> dict[str, bytes]:
+    """Every file of the study's utility folder but its lock, by relative path."""
+    folder = study / "utility"
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*")
+            if path.is_file() and path.name != LOCK_FILE}
 
 
 def test_the_weights_recorded_are_those_each_generator_holds(study, tmp_path):
@@ -203,3 +217,41 @@ def test_the_weights_recorded_are_those_each_generator_holds(study, tmp_path):
     for path in (copy / "utility" / "runs" / "fold_0").glob("*.json"):
         used = json.loads(path.read_text())["generators"]
         assert used["0"]["weights"] == "ema" and used["1"]["weights"] == "raw"
+
+
+def test_a_classifier_size_its_blocks_cannot_take_is_refused_before_anything_is_written(study, tmp_path):
+    """--size 7 failed late, in every task, after utility.json was saved; with --overwrite the
+    finished results were gone first (study hardening, case 9)."""
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    before = results_of(copy)
+    small = dataclasses.replace(SETTINGS, classifier=dataclasses.replace(SETTINGS.classifier, size=7))
+    with pytest.raises(RxwganError, match="size 7 is too small for 4 blocks"):
+        run_utility(copy, small, LOCAL, overwrite=True, log=lambda _: None)
+    assert results_of(copy) == before
+
+
+def test_a_second_utility_on_the_same_study_is_refused(study, tmp_path):
+    """Two utility commands at once both ran every task (study hardening, case 10)."""
+    from rxwgan.base import folder_lock
+
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    before = results_of(copy)
+    with folder_lock.hold(copy / "utility"), pytest.raises(RxwganError, match="is in use by another rxwgan"):
+        run_utility(copy, SETTINGS, LOCAL, log=lambda _: None)
+    assert results_of(copy) == before
+
+
+def test_without_folds_the_splits_whose_class_runs_finished_are_used(study, tmp_path):
+    """The help says so; a split with an unfinished class run refused the command
+    (study hardening, case 14)."""
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    (copy / "fold_1" / "target_1" / "generator_trained.safetensors").unlink()  # as if still training
+    lines: list[str] = []
+    result = run_utility(copy, SETTINGS, LOCAL, log=lines.append)
+    assert set(result.runs["split"]) == {"fold_0"}
+    assert "left out, a class run not finished: fold_1" in lines
+    with pytest.raises(RxwganError, match="fold_1/target_1: this run has not finished"):
+        run_utility(copy, SETTINGS, LOCAL, folds=["fold_1"], log=lines.append)

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from rxwgan.base import atomic
+from rxwgan.base import atomic, folder_lock
 from rxwgan.base.errors import RxwganError, require_at_least
 from rxwgan.base.extras import require
 from rxwgan.base.layout import (
@@ -108,8 +108,14 @@ def run_utility(study: str | Path, settings: UtilitySettings | None = None,
     study = Path(study).expanduser().resolve()
     if not study.is_dir():
         raise RxwganError(f"{study}: no such study folder")
-    fold_inputs = study_folds(study, table, list(folds) if folds is not None else None)
+    fold_inputs = study_folds(study, table, list(folds) if folds is not None else None, log)
     out = study / UTILITY_FOLDER
+    with folder_lock.hold(out, "utility folder"):  # one writer: a second utility is refused
+        return _run_in(study, out, fold_inputs, settings, options, overwrite, log)
+
+
+def _run_in(study: Path, out: Path, fold_inputs: list[FoldInputs], settings: UtilitySettings,
+            options: UtilityOptions, overwrite: bool, log: Log) -> UtilityResult:
     record = _settings_record(settings, fold_inputs)
     _check_previous(out, record, overwrite)
     tasks = plan_tasks([fold.split.name for fold in fold_inputs], settings)

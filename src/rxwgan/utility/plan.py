@@ -18,6 +18,7 @@ from typing import Any
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.json_files import read_json
 from rxwgan.base.layout import BEST_GENERATOR, CONFIG_FILE, TRAINED_GENERATOR, utility_result
+from rxwgan.base.progress import Log
 from rxwgan.data.splits import SplitSpec
 from rxwgan.data.table import read_table
 from rxwgan.study.plan import study_runs
@@ -89,9 +90,10 @@ def arm(condition: str, ratio: float) -> str:
     return condition if condition in (REAL, SYNTH) else f"{condition} x{ratio:g}"
 
 
-def study_folds(study: Path, table: str | Path | None = None,
-                splits: list[str] | None = None) -> list[FoldInputs]:
-    """Every fold of ``study`` whose two class runs have finished (``splits``: only those).
+def study_folds(study: Path, table: str | Path | None = None, splits: list[str] | None = None,
+                log: Log | None = None) -> list[FoldInputs]:
+    """Every fold of ``study`` whose two class runs have finished (``splits``: exactly those,
+    refused when one is not ready); ``log`` is told which folds were left out.
 
     ``table`` replaces the path the runs recorded (a study moved to another machine); its
     content must still be what they trained on.
@@ -101,12 +103,24 @@ def study_folds(study: Path, table: str | Path | None = None,
         by_split.setdefault(run.split.name, {})[run.target] = run
     if not by_split:
         raise RxwganError(f"{study}: holds no run folders (<split>/target_<t>/)")
-    chosen = sorted(by_split) if splits is None else splits
+    chosen = splits
+    if chosen is None:
+        chosen = [name for name in sorted(by_split) if _finished(study, by_split[name])]
+        left_out = sorted(set(by_split) - set(chosen))
+        if not chosen:
+            raise RxwganError(f"{study}: no split has both class runs finished yet ({', '.join(left_out)})")
+        if left_out and log is not None:
+            log(f"left out, a class run not finished: {', '.join(left_out)}")
     unknown = [name for name in chosen if name not in by_split]
     if unknown:
         raise RxwganError(f"--folds: {', '.join(unknown)} not in {study} "
                           f"(it has {', '.join(sorted(by_split))})")
     return [_fold(study, name, by_split[name], table) for name in chosen]
+
+
+def _finished(study: Path, runs: dict[int, Any]) -> bool:
+    """Both class runs of a split are there and have written their trained generator."""
+    return all(t in runs and (study / runs[t].path / TRAINED_GENERATOR).is_file() for t in (0, 1))
 
 
 def _fold(study: Path, name: str, runs: dict[int, Any], table: str | Path | None) -> FoldInputs:

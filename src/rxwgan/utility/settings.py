@@ -56,6 +56,7 @@ class UtilitySettings:
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
 
     def check(self) -> None:
+        self.classifier.check()
         if not self.ratios or any(not 0 < r <= 100 for r in self.ratios):
             raise RxwganError(f"--ratio: each ratio must be above 0 and at most 100, not "
                               f"{','.join(f'{r:g}' for r in self.ratios) or 'none'}")
