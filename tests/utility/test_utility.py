@@ -255,3 +255,24 @@ def test_without_folds_the_splits_whose_class_runs_finished_are_used(study, tmp_
     assert "left out, a class run not finished: fold_1" in lines
     with pytest.raises(RxwganError, match="fold_1/target_1: this run has not finished"):
         run_utility(copy, SETTINGS, LOCAL, folds=["fold_1"], log=lines.append)
+
+
+def test_a_damaged_result_file_is_run_again_and_never_counted(study, tmp_path):
+    """A truncated or another task's result file gave a traceback on the next run, and --status
+    counted it as finished (study hardening, case 4)."""
+    from rxwgan.utility.driver import utility_status
+
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    results = sorted((copy / "utility" / "runs" / "fold_0").glob("*.json"))
+    cut, foreign = results[0], results[1]
+    cut.write_bytes(cut.read_bytes()[:50])
+    foreign.write_bytes(results[2].read_bytes())  # valid JSON, but another task's
+    assert "fold_0: 2/4 classifier runs finished" in utility_status(copy)
+    lines: list[str] = []
+    result = run_utility(copy, SETTINGS, LOCAL, log=lines.append)
+    damaged = next(line for line in lines if "damaged" in line)
+    assert damaged.startswith("2 damaged result file(s), run again: ")
+    assert f"runs/fold_0/{cut.name}" in damaged and f"runs/fold_0/{foreign.name}" in damaged
+    assert result.ok and len(result.runs) == 8
+    assert "fold_0: 4/4 classifier runs finished" in utility_status(copy)

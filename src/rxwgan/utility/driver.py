@@ -59,6 +59,7 @@ from rxwgan.utility.settings import UtilitySettings
 METRICS = ("auc", "sp_index", "sens_at_spec90", "spec_at_sens90")
 CSV_COLUMNS = ["split", "condition", "ratio", "seed", *METRICS, "sp_threshold", "n_test", "n_positive",
                "n_fit_real", "n_fit_synthetic", "n_stop"]
+RESULT_KEYS = (*CSV_COLUMNS, "seconds", "test_labels", "test_scores")  # what the tables and figure read
 
 
 @dataclass
@@ -123,7 +124,10 @@ def _run_in(study: Path, out: Path, fold_inputs: list[FoldInputs], settings: Uti
     for line in warnings:
         log(f"warning: {line}")
     atomic.write_json(out / UTILITY_SETTINGS, record)
-    pending = [task for task in tasks if not (out / task.path).is_file()]
+    pending = [task for task in tasks if read_result(out, task) is None]
+    damaged = [task.path for task in pending if (out / task.path).exists()]
+    if damaged:
+        log(f"{len(damaged)} damaged result file(s), run again: {', '.join(damaged)}")
     log(f"{len(tasks)} classifier runs ({len(fold_inputs)} folds x {len(tasks) // len(fold_inputs)}), "
         f"{len(tasks) - len(pending)} done before, {len(pending)} to run "
         f"({'local processes' if options.local else 'Ray'})")
@@ -137,7 +141,7 @@ def write_results(study: Path, tasks: Sequence[UtilityTask], warnings: list[str]
     from rxwgan.utility.figures import save_roc_figure
 
     out = study / UTILITY_FOLDER
-    records = [json.loads((out / task.path).read_text()) for task in tasks if (out / task.path).is_file()]
+    records = [record for task in tasks if (record := read_result(out, task)) is not None]
     if not records:
         raise RxwganError(f"{out}: no classifier run finished; see the errors above")
     runs = pd.DataFrame(records)[CSV_COLUMNS]
@@ -168,6 +172,18 @@ def _compared(runs: pd.DataFrame) -> list[tuple[str, float]]:
     pairs = runs.loc[runs["condition"] != REAL, ["condition", "ratio"]].drop_duplicates()
     return sorted(((c, float(r)) for c, r in pairs.itertuples(index=False)),
                   key=lambda pair: (CONDITION_ORDER.index(pair[0]), pair[1]))
+
+
+def read_result(out: Path, task: UtilityTask) -> dict[str, Any] | None:
+    """``task``'s finished result in the utility folder ``out``; None when it is missing, cut
+    short, or not that task's (a damaged file is never counted: it is run again)."""
+    try:
+        record = json.loads((out / task.path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or any(key not in record for key in RESULT_KEYS):
+        return None
+    return record if all(record[key] == value for key, value in task.to_dict().items()) else None
 
 
 def summary_markdown(summary: pd.DataFrame, comparisons: list[dict[str, Any]], warnings: list[str],
@@ -343,6 +359,6 @@ def utility_status(study: str | Path) -> str:
     lines = []
     for name in record["folds"]:
         tasks = plan_tasks([name], settings)
-        done = sum((out / task.path).is_file() for task in tasks)
+        done = sum(read_result(out, task) is not None for task in tasks)
         lines.append(f"{name}: {done}/{len(tasks)} classifier runs finished")
     return "\n".join(lines)
