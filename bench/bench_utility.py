@@ -24,8 +24,9 @@ from rxwgan.data.phantoms import write_demo_data
 from rxwgan.study.plan import plan_runs, plan_splits
 from rxwgan.study.sweep import SweepOptions, run_sweep
 from rxwgan.train.config import TrainConfig
-from rxwgan.utility.driver import UtilityOptions, run_utility
+from rxwgan.utility.driver import run_utility
 from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
+from rxwgan.utility.workers import UtilityOptions
 
 WORK = Path(__file__).resolve().parent / "work" / "utility"
 SETTINGS = {"clear": {"n_images": 200},

@@ -113,8 +113,9 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
 
 def _utility(out: Path, settings: DemoSettings, log: Log):
     """``rxwgan utility`` on the demo's fold, short: the classifier with and without synthetic data."""
-    from rxwgan.utility.driver import UtilityOptions, run_utility
+    from rxwgan.utility.driver import run_utility
     from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
+    from rxwgan.utility.workers import UtilityOptions
 
     utility_settings = UtilitySettings(repeats=settings.utility_repeats, control="swapped",
                                        classifier=ClassifierSettings(max_epochs=settings.utility_epochs))

@@ -161,12 +161,12 @@ def test_ctrl_c_cancels_the_running_tasks_and_goes_on(ray_cluster, tmp_path):
 
 
 def test_utility_retries_what_the_runner_retries(ray_cluster, tmp_path, monkeypatch):
-    from rxwgan.utility import driver
+    from rxwgan.utility import workers
 
-    monkeypatch.setattr(driver, "utility_worker", fails_once)
+    monkeypatch.setattr(workers, "utility_worker", fails_once)
     outcomes: dict[int, Outcome] = {}
-    driver.run_workers([(str(tmp_path / "attempts"), torch.OutOfMemoryError)], driver.UtilityOptions(),
-                       outcomes.__setitem__)
+    workers.run_workers([(str(tmp_path / "attempts"), torch.OutOfMemoryError)], workers.UtilityOptions(),
+                        outcomes.__setitem__)
     assert outcomes[0].state == "done" and outcomes[0].payload["attempts"] == 2
 
 
@@ -188,7 +188,7 @@ def test_sweep_retries_what_the_runner_retries(ray_cluster, tmp_path, monkeypatc
 
 
 def test_a_task_no_node_can_hold_is_refused_at_once_not_left_waiting(ray_cluster):
-    from rxwgan.utility.driver import UtilityOptions, run_workers
+    from rxwgan.utility.workers import UtilityOptions, run_workers
 
     started = time.monotonic()
     with pytest.raises(RxwganError, match=r"^--gpus_per_task 64: no node of the Ray cluster has that many"):

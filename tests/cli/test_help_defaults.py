@@ -27,8 +27,8 @@ from rxwgan.study.sweep import SweepOptions
 from rxwgan.synth.export import export_onnx
 from rxwgan.synth.generate import generate
 from rxwgan.train.config import KERAS_MODEL, TrainConfig
-from rxwgan.utility.driver import UtilityOptions
 from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
+from rxwgan.utility.workers import UtilityOptions
 
 STATED_VALUE = re.compile(r"\(default (?P<value>[^)]*)\)")  # "(default 30)"
 STATED_IN_WORDS = re.compile(r"\(default: [^)]*\)")  # "(default: the model's)", for None

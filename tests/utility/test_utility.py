@@ -20,10 +20,11 @@ from rxwgan.data.table import read_table
 from rxwgan.report.render import write_report
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.loop import train
-from rxwgan.utility.driver import UtilityOptions, run_utility
+from rxwgan.utility.driver import run_utility
 from rxwgan.utility.plan import study_folds
 from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
 from rxwgan.utility.task import run_task
+from rxwgan.utility.workers import UtilityOptions
 
 SETTINGS = UtilitySettings(repeats=1, control="swapped",
                            classifier=ClassifierSettings(size=32, max_epochs=2, patience=1))

@@ -17,7 +17,7 @@ AT_LEAST_ONE = {"max_epochs": "--epochs", "size": "--size"}  # named by flag (th
 
 def _utility_options() -> Any:
     """``UtilityOptions``, whose module imports torch."""
-    from rxwgan.utility.driver import UtilityOptions
+    from rxwgan.utility.workers import UtilityOptions
 
     return UtilityOptions
 
@@ -28,7 +28,8 @@ def cmd_utility(args: argparse.Namespace) -> int:
 
         print(utility_status(args.study))
         return 0
-    from rxwgan.utility.driver import UtilityOptions, comparison_line, run_utility
+    from rxwgan.utility.driver import comparison_line, run_utility
+    from rxwgan.utility.workers import UtilityOptions
 
     classifier, options = given(args, ClassifierSettings), given(args, UtilityOptions)
     for name, flag in AT_LEAST_ONE.items():

@@ -8,29 +8,20 @@ one task (``rxwgan.utility.task``), run on Ray by the runner ``sweep`` uses
 file, so a re-run only does what is missing. The results are gathered into
 ``STUDY/utility/``: ``utility.csv`` (a row per fold x condition x seed),
 ``summary.csv``/``summary.md`` (across folds) and ``roc.png``.
-
-On Ray a task is retried on what ``sweep`` retries (``ray_runner.retried_exceptions``),
-which now includes ``torch.OutOfMemoryError``: a GPU shared with another job may have room
-on a second attempt.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from rxwgan.base import atomic, folder_lock
-from rxwgan.base.errors import RxwganError, require_at_least
-from rxwgan.base.extras import require
+from rxwgan.base.errors import RxwganError
 from rxwgan.base.layout import (
     UTILITY_FOLDER,
     UTILITY_RESULTS_PATTERN,
@@ -41,7 +32,7 @@ from rxwgan.base.layout import (
     UTILITY_TABLE,
 )
 from rxwgan.base.progress import Log
-from rxwgan.base.ray_runner import Outcome, joined_ray, require_a_node_with, run_tasks
+from rxwgan.base.ray_runner import Outcome
 from rxwgan.data.table import write_frame
 from rxwgan.utility.plan import (
     CONDITION_MEANINGS,
@@ -55,32 +46,12 @@ from rxwgan.utility.plan import (
 )
 from rxwgan.utility.scores import paired_comparison, summarise
 from rxwgan.utility.settings import UtilitySettings
+from rxwgan.utility.workers import UtilityOptions, run_workers
 
 METRICS = ("auc", "sp_index", "sens_at_spec90", "spec_at_sens90")
 CSV_COLUMNS = ["split", "condition", "ratio", "seed", *METRICS, "sp_threshold", "n_test", "n_positive",
                "n_fit_real", "n_fit_synthetic", "n_stop"]
 RESULT_KEYS = (*CSV_COLUMNS, "seconds", "test_labels", "test_scores")  # what the tables and figure read
-
-
-@dataclass
-class UtilityOptions:
-    """Where the classifier runs go: Ray (a private instance, or ``address``), or local processes."""
-
-    local: bool = False
-    workers: int | None = None  # local: processes at once (default: CPUs / cpus_per_task)
-    address: str | None = None
-    cpus_per_task: int = 1
-    gpus_per_task: float = 0.0
-    max_retries: int = 3
-
-    def check(self) -> None:
-        """Refuse a request that cannot run, before anything is written."""
-        if self.workers is not None:
-            require_at_least("--workers", self.workers, 1)
-        require_at_least("--cpus_per_task", self.cpus_per_task, 1)
-        if not (math.isfinite(self.gpus_per_task) and self.gpus_per_task >= 0):
-            raise RxwganError(f"--gpus_per_task must be 0 or more, not {self.gpus_per_task:g}")
-        require_at_least("--max_retries", self.max_retries, 0)
 
 
 @dataclass
@@ -300,52 +271,6 @@ def _execute(pending: list[UtilityTask], folds: dict[str, FoldInputs], settings:
     done: list[int] = []
     run_workers(arguments, options, ended)
     return errors
-
-
-def run_workers(arguments: Sequence[tuple], options: UtilityOptions,
-                ended: Callable[[int, Outcome], None]) -> None:
-    """``utility_worker(*args)`` for each of ``arguments``, in local processes or on Ray;
-    ``ended(index, outcome)`` as each ends, the same outcome either way."""
-    if options.local:
-        _run_local(arguments, options, ended)
-        return
-    require(("ray",), "sweep", "rxwgan utility")
-    with joined_ray(options.address):
-        require_a_node_with(options.cpus_per_task, options.gpus_per_task,
-                            cpus_flag="--cpus_per_task", gpus_flag="--gpus_per_task")
-        run_tasks(utility_worker, arguments, ended=ended, num_cpus=options.cpus_per_task,
-                  num_gpus=options.gpus_per_task, max_retries=options.max_retries)
-
-
-def _run_local(arguments: Sequence[tuple], options: UtilityOptions,
-               ended: Callable[[int, Outcome], None]) -> None:
-    """A process pool, no Ray and no retry: an exception a worker raises stops the command."""
-    workers = options.workers or max(1, (os.cpu_count() or 1) // options.cpus_per_task)
-    if workers == 1:
-        for index, args in enumerate(arguments):
-            ended(index, Outcome.of(utility_worker(*args)))
-        return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(utility_worker, *args): i for i, args in enumerate(arguments)}
-        for future in as_completed(futures):
-            ended(futures[future], Outcome.of(future.result()))
-
-
-def utility_worker(fold: dict[str, Any], task: dict[str, Any], settings: dict[str, Any], out: str,
-                   cpus: int) -> dict[str, Any]:
-    """One task in its own process: a user error is its outcome, anything else propagates."""
-    import torch
-
-    from rxwgan.utility.task import run_task
-
-    torch.set_num_threads(max(1, int(cpus)))
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray hides the GPUs of a task given none
-    try:
-        record = run_task(FoldInputs.from_dict(fold), UtilityTask(**task),
-                          UtilitySettings.from_dict(settings), Path(out), device)
-    except RxwganError as exc:
-        return {"state": "failed", "error": str(exc)}
-    return {"state": "done", **{k: record[k] for k in ("auc", "n_test", "seconds")}}
 
 
 def utility_status(study: str | Path) -> str:
