@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers import write_png
+from tiny_study import build_tiny_study
 
 
 @pytest.fixture(autouse=True)
@@ -17,6 +18,15 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("RXWGAN_CACHE_DIR", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> Path:
+    """The shared tiny study (tests/tiny_study.py), built once per session: never change it,
+    work on ``copy_of`` it."""
+    with pytest.MonkeyPatch.context() as patch:  # built before any test's own cache folder
+        patch.setenv("RXWGAN_CACHE_DIR", str(tmp_path_factory.mktemp("tiny_cache")))
+        return build_tiny_study(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture

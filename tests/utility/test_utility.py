@@ -12,43 +12,22 @@ import pandas as pd
 import pytest
 
 from rxwgan.base.errors import RxwganError
-from rxwgan.base.layout import LOCK_FILE
 from rxwgan.cli import main
 from rxwgan.data.phantoms import write_demo_data
-from rxwgan.data.splits import SplitSpec
 from rxwgan.data.table import read_table
 from rxwgan.report.render import write_report
-from rxwgan.train.config import TrainConfig
-from rxwgan.train.loop import train
 from rxwgan.utility.driver import run_utility
 from rxwgan.utility.plan import study_folds
+from rxwgan.utility.results import fold_key
 from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
 from rxwgan.utility.task import run_task
 from rxwgan.utility.workers import UtilityOptions
-
-SETTINGS = UtilitySettings(repeats=1, control="swapped",
-                           classifier=ClassifierSettings(size=32, max_epochs=2, patience=1))
-LOCAL = UtilityOptions(local=True, workers=1)
+from tiny_study import LOCAL, SETTINGS, results_of, train_study
 
 
-def _train_study(table: Path, study: Path, folds: tuple[int, ...]) -> None:
-    for fold in folds:
-        for target in (0, 1):
-            train(TrainConfig(input=str(table), output=str(study / f"fold_{fold}" / f"target_{target}"),
-                              model="tiny", epochs=1, batch_size=4, n_critic=1,
-                              split=SplitSpec(fold=fold, n_splits=2), target=target, save_for_each=10,
-                              disp_for_each=10, precision="fp32", cache_dir=str(table.parent / "cache"),
-                              progress=False), log=lambda _: None)
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    """Both folds of a 2-fold study, each class's tiny generator trained one epoch."""
-    root = tmp_path_factory.mktemp("utility")
-    table = write_demo_data(root / "data", n_images=40, size=32, seed=3)
-    _train_study(table, root / "study", (0, 1))
-    run_utility(root / "study", SETTINGS, LOCAL, log=lambda _: None)
-    return root / "study"
+@pytest.fixture
+def study(tiny_study) -> Path:
+    return tiny_study
 
 
 def test_one_row_per_fold_condition_and_seed_with_every_score(study):
@@ -67,7 +46,7 @@ def test_one_row_per_fold_condition_and_seed_with_every_score(study):
 
 def test_test_rows_are_never_trained_or_stopped_on_nor_seen_by_the_folds_generators(study):
     table = read_table(study.parent / "data" / "table.csv")
-    records = [json.loads(p.read_text()) for p in sorted((study / "utility" / "runs").glob("*/*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted((study / "utility" / "runs").glob("*/*/*.json"))]
     assert len(records) == 8
     for record in records:
         rows = {name: set(values) for name, values in record["rows"].items()}
@@ -81,7 +60,7 @@ def test_test_rows_are_never_trained_or_stopped_on_nor_seen_by_the_folds_generat
         assert len(rows["fit"] | rows["stop"] | rows["test"]) == len(table)  # k-fold: nothing else
 
 
-def test_a_rerun_does_nothing_and_other_settings_are_refused_until_overwrite(study, tmp_path):
+def test_a_rerun_does_nothing(study, tmp_path):
     copy = tmp_path / "study"
     shutil.copytree(study, copy)
     before = (copy / "utility" / "utility.csv").read_bytes()
@@ -89,12 +68,6 @@ def test_a_rerun_does_nothing_and_other_settings_are_refused_until_overwrite(stu
     run_utility(copy, SETTINGS, LOCAL, log=lines.append)
     assert any("8 done before, 0 to run" in line for line in lines)
     assert (copy / "utility" / "utility.csv").read_bytes() == before
-    other = UtilitySettings(repeats=1, classifier=SETTINGS.classifier)
-    with pytest.raises(RxwganError, match="other settings.*--overwrite"):
-        run_utility(copy, other, LOCAL, log=lambda _: None)
-    result = run_utility(copy, other, LOCAL, folds=["fold_1"], overwrite=True, log=lambda _: None)
-    assert set(result.runs["condition"]) == {"real", "real+synth", "synth"}
-    assert set(result.runs["split"]) == {"fold_1"}
 
 
 def test_the_same_study_and_seeds_give_the_same_table_on_ray(study, tmp_path):
@@ -121,7 +94,7 @@ def test_swapped_labels_score_below_real_with_a_generator_that_draws_real_phanto
     from rxwgan.utility.plan import UtilityTask
 
     table = write_demo_data(tmp_path / "data", n_images=100, size=32, seed=11)
-    _train_study(table, tmp_path / "study", (0,))
+    train_study(table, tmp_path / "study", (0,))
     pool = write_demo_data(tmp_path / "pool", n_images=80, size=32, seed=12)
     import torch
 
@@ -136,6 +109,8 @@ def test_swapped_labels_score_below_real_with_a_generator_that_draws_real_phanto
         return by_class[target][list(indices)]
 
     fold = study_folds(tmp_path / "study")[0]
+    settings = UtilitySettings(classifier=ClassifierSettings(size=32, max_epochs=30))
+    key = fold_key(settings, fold).key
     real_loader = task_module.load_generator
 
     def load_marked(path, device="cpu", weights="ema"):
@@ -145,8 +120,7 @@ def test_swapped_labels_score_below_real_with_a_generator_that_draws_real_phanto
 
     monkeypatch.setattr(task_module, "synthetic_images", drawn_from_the_class)
     monkeypatch.setattr(task_module, "load_generator", load_marked)
-    settings = UtilitySettings(classifier=ClassifierSettings(size=32, max_epochs=30))
-    scores = {condition: run_task(fold, UtilityTask("fold_0", condition, 1.0, 0), settings,
+    scores = {condition: run_task(fold, UtilityTask("fold_0", key, condition, 1.0, 0), settings,
                                   tmp_path / "out")["auc"] for condition in ("real", "swapped")}
     assert scores["real"] > 0.85
     assert scores["swapped"] < scores["real"] - 0.25
@@ -196,13 +170,6 @@ def test_an_impossible_resource_request_is_refused_before_anything_is_written(st
     assert results_of(copy) == before
 
 
-def results_of(study: Path) -> dict[str, bytes]:
-    """Every file of the study's utility folder but its lock, by relative path."""
-    folder = study / "utility"
-    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*")
-            if path.is_file() and path.name != LOCK_FILE}
-
-
 def test_the_weights_recorded_are_those_each_generator_holds(study, tmp_path):
     """A generator trained with --ema_kimg 0 has no moving average: its raw weights are used,
     and utility.json and each run's record say so (study hardening, case 7)."""
@@ -213,9 +180,9 @@ def test_the_weights_recorded_are_those_each_generator_holds(study, tmp_path):
     no_average = copy / "fold_0" / "target_1" / "generator_trained.safetensors"
     save_model(load_model(no_average, role="generator", weights="raw"), no_average)
     run_utility(copy, SETTINGS, LOCAL, folds=["fold_0"], overwrite=True, log=lambda _: None)
-    generators = json.loads((copy / "utility" / "utility.json").read_text())["folds"]["fold_0"]["generators"]
-    assert {target: entry["weights"] for target, entry in generators.items()} == {"0": "ema", "1": "raw"}
-    for path in (copy / "utility" / "runs" / "fold_0").glob("*.json"):
+    fold = json.loads((copy / "utility" / "utility.json").read_text())["folds"]["fold_0"]
+    assert {t: entry["weights"] for t, entry in fold["generators"].items()} == {"0": "ema", "1": "raw"}
+    for path in (copy / "utility" / "runs" / "fold_0" / fold["key"]).glob("*.json"):
         used = json.loads(path.read_text())["generators"]
         assert used["0"]["weights"] == "ema" and used["1"]["weights"] == "raw"
 
@@ -265,7 +232,7 @@ def test_a_damaged_result_file_is_run_again_and_never_counted(study, tmp_path):
 
     copy = tmp_path / "study"
     shutil.copytree(study, copy)
-    results = sorted((copy / "utility" / "runs" / "fold_0").glob("*.json"))
+    results = sorted((copy / "utility" / "runs" / "fold_0").glob("*/*.json"))
     cut, foreign = results[0], results[1]
     cut.write_bytes(cut.read_bytes()[:50])
     foreign.write_bytes(results[2].read_bytes())  # valid JSON, but another task's
@@ -274,6 +241,6 @@ def test_a_damaged_result_file_is_run_again_and_never_counted(study, tmp_path):
     result = run_utility(copy, SETTINGS, LOCAL, log=lines.append)
     damaged = next(line for line in lines if "damaged" in line)
     assert damaged.startswith("2 damaged result file(s), run again: ")
-    assert f"runs/fold_0/{cut.name}" in damaged and f"runs/fold_0/{foreign.name}" in damaged
+    assert all(str(path.relative_to(copy / "utility")) in damaged for path in (cut, foreign))
     assert result.ok and len(result.runs) == 8
     assert "fold_0: 4/4 classifier runs finished" in utility_status(copy)

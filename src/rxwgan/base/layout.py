@@ -68,12 +68,15 @@ UTILITY_SUMMARY = "summary.csv"
 UTILITY_SUMMARY_MARKDOWN = "summary.md"
 UTILITY_ROC = "roc.png"
 UTILITY_RUNS_FOLDER = "runs"
-UTILITY_RESULTS_PATTERN = f"{UTILITY_RUNS_FOLDER}/*/*.json"
+UTILITY_RESULTS_PATTERN = f"{UTILITY_RUNS_FOLDER}/*/*/*.json"
 
 
-def utility_result(split: str, condition: str, ratio: float, seed: int) -> str:
-    """One classifier run's result file, relative to the study's utility folder."""
-    return f"{UTILITY_RUNS_FOLDER}/{split}/{condition}_x{ratio:g}_seed{seed}.json"
+def utility_result(split: str, key: str, condition: str, ratio: float, seed: int) -> str:
+    """One classifier run's result file, relative to the study's utility folder: ``key`` names
+    what the result depends on (settings and generators), so results of others sit beside it."""
+    return f"{UTILITY_RUNS_FOLDER}/{split}/{key}/{condition}_x{ratio:g}_seed{seed}.json"
+
+
 REPORT_FOLDER = "report"
 REPORT_MARKDOWN = "report.md"
 REPORT_HTML = "report.html"

@@ -28,7 +28,8 @@ def cmd_utility(args: argparse.Namespace) -> int:
 
         print(utility_status(args.study))
         return 0
-    from rxwgan.utility.driver import comparison_line, run_utility
+    from rxwgan.utility.driver import run_utility
+    from rxwgan.utility.summary import comparison_line
     from rxwgan.utility.workers import UtilityOptions
 
     classifier, options = given(args, ClassifierSettings), given(args, UtilityOptions)
@@ -84,8 +85,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
               "score below real")
     plan("weights", "--weights", choices=["ema", "raw"],
          help="ema: the generators' moving average; raw: their raw weights")
-    parser.add_argument("--folds", help="only these splits: fold_0,fold_2 or 0-2 (default: every split "
-                                        "whose two class runs have finished)")
+    parser.add_argument("--folds", help="compute only these splits: fold_0,fold_2 or 0-2 (default: every "
+                                        "split whose two class runs have finished); the tables still "
+                                        "cover every fold with valid results")
     parser.add_argument("--table", help="the table, when it moved since the runs trained on it")
     classifier = partial(add_setting, parser, ClassifierSettings)
     classifier("size", "--size", type=int, help="classifier input size in pixels")
@@ -102,6 +104,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
           help="GPUs per classifier run on Ray, fractions allowed")
     where("max_retries", "--max_retries", "--max-retries", type=int,
           help="times a task whose worker dies is restarted")
-    parser.add_argument("--overwrite", action="store_true", help="replace this study's utility results")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="run the asked folds again: delete their results of these settings and "
+                             "generators (no other file)")
     parser.add_argument("--status", action="store_true", help="print how far the runs are and exit")
     parser.set_defaults(handler=cmd_utility)

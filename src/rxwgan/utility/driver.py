@@ -3,55 +3,49 @@
 For every fold of a study, a compact CNN is trained under several conditions (real rows,
 real plus synthetic, synthetic only, and optionally a label-swapped control) with several
 seeds, and scored on rows that neither it nor the fold's generators saw. Each training is
-one task (``rxwgan.utility.task``), run on Ray by the runner ``sweep`` uses
-(``rxwgan.base.ray_runner``), or in local worker processes; each writes its own result
-file, so a re-run only does what is missing. The results are gathered into
-``STUDY/utility/``: ``utility.csv`` (a row per fold x condition x seed),
-``summary.csv``/``summary.md`` (across folds) and ``roc.png``.
+one task (``rxwgan.utility.task``), run on Ray or in local processes
+(``rxwgan.utility.workers``); each writes its own result file, filed under the key of
+what it depends on (``rxwgan.utility.results``), so the same command again does only what
+is missing, and a result is never used for settings or generators it was not made with.
+
+``--folds`` chooses what to compute now; the tables (``rxwgan.utility.summary``) cover
+every ready fold whose results are valid for its current generators, and say which are
+missing, stale or partial. One command at a time writes a study's ``utility/`` folder.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rxwgan.base import atomic, folder_lock
 from rxwgan.base.errors import RxwganError
-from rxwgan.base.layout import (
-    UTILITY_FOLDER,
-    UTILITY_RESULTS_PATTERN,
-    UTILITY_ROC,
-    UTILITY_SETTINGS,
-    UTILITY_SUMMARY,
-    UTILITY_SUMMARY_MARKDOWN,
-    UTILITY_TABLE,
-)
+from rxwgan.base.layout import UTILITY_FOLDER, UTILITY_SETTINGS
 from rxwgan.base.progress import Log
 from rxwgan.base.ray_runner import Outcome
-from rxwgan.data.table import write_frame
+from rxwgan.data.table import read_table
 from rxwgan.utility.plan import (
-    CONDITION_MEANINGS,
-    CONDITION_ORDER,
-    REAL,
     FoldInputs,
     UtilityTask,
     arm,
+    fold_rows,
     plan_tasks,
+    splits_not_ready,
     study_folds,
 )
-from rxwgan.utility.scores import paired_comparison, summarise
+from rxwgan.utility.results import SetAside, fold_key, read_result, set_aside
 from rxwgan.utility.settings import UtilitySettings
+from rxwgan.utility.summary import FoldResults, write_tables
 from rxwgan.utility.workers import UtilityOptions, run_workers
 
-METRICS = ("auc", "sp_index", "sens_at_spec90", "spec_at_sens90")
-CSV_COLUMNS = ["split", "condition", "ratio", "seed", *METRICS, "sp_threshold", "n_test", "n_positive",
-               "n_fit_real", "n_fit_synthetic", "n_stop"]
-RESULT_KEYS = (*CSV_COLUMNS, "seconds", "test_labels", "test_scores")  # what the tables and figure read
+RUNNING, DONE, FAILED = "running", "done", "failed"  # utility.json's "state": the last command's
 
 
 @dataclass
@@ -60,6 +54,7 @@ class UtilityResult:
     runs: pd.DataFrame
     summary: pd.DataFrame
     comparisons: list[dict[str, Any]]
+    folds: dict[str, str]  # every ready fold -> complete, partial, missing or stale
     errors: dict[str, str] = field(default_factory=dict)  # task path -> why it failed
     warnings: list[str] = field(default_factory=list)
 
@@ -72,7 +67,12 @@ def run_utility(study: str | Path, settings: UtilitySettings | None = None,
                 options: UtilityOptions | None = None, *, table: str | Path | None = None,
                 folds: Sequence[str] | None = None, overwrite: bool = False,
                 log: Log = print) -> UtilityResult:
-    """Train and score every missing classifier run of ``study``; write and return the results."""
+    """Train and score the missing classifier runs of ``folds`` (default: every ready fold) of
+    ``study``; write the tables over every ready fold and return them.
+
+    ``overwrite`` runs the asked folds' classifier runs of these settings and generators again
+    (it deletes only their result files); other results are never deleted.
+    """
     settings = settings or UtilitySettings()
     options = options or UtilityOptions()
     settings.check()
@@ -80,159 +80,114 @@ def run_utility(study: str | Path, settings: UtilitySettings | None = None,
     study = Path(study).expanduser().resolve()
     if not study.is_dir():
         raise RxwganError(f"{study}: no such study folder")
-    fold_inputs = study_folds(study, table, list(folds) if folds is not None else None, log)
+    ready = _ready_folds(study, table, folds, log)
+    computed = [fold.split.name for fold in ready] if folds is None else list(folds)
+    keyed = [_keyed(settings, fold) for fold in ready]
+    _check_ratios([fold for fold in ready if fold.split.name in computed], settings)
     out = study / UTILITY_FOLDER
     with folder_lock.hold(out, "utility folder"):  # one writer: a second utility is refused
-        return _run_in(study, out, fold_inputs, settings, options, overwrite, log)
+        return _run_in(study, out, keyed, computed, settings, options, overwrite, log)
 
 
-def _run_in(study: Path, out: Path, fold_inputs: list[FoldInputs], settings: UtilitySettings,
+def _ready_folds(study: Path, table: str | Path | None, folds: Sequence[str] | None,
+                 log: Log) -> list[FoldInputs]:
+    """Every fold whose two class runs finished; each asked fold must be one of them."""
+    ready = study_folds(study, table, None, log if folds is None else None)
+    unready = [name for name in folds or () if name not in {fold.split.name for fold in ready}]
+    if unready:
+        study_folds(study, table, unready)  # refuses, naming the fold and why
+    return ready
+
+
+def _keyed(settings: UtilitySettings, fold: FoldInputs) -> FoldResults:
+    key = fold_key(settings, fold)
+    return FoldResults(fold, key, plan_tasks({fold.split.name: key.key}, settings), SetAside(0, 0))
+
+
+def _check_ratios(folds: list[FoldInputs], settings: UtilitySettings) -> None:
+    """Refuse a ratio that would add no synthetic image of a class to some classifier run."""
+    for fold in folds:
+        targets = read_table(fold.table, fold.path_column, fold.target_column).targets.astype(np.int64)
+        for seed in settings.seeds:
+            fit = targets[fold_rows(fold, targets, seed, settings.stop_share)["fit"]]
+            for target in (0, 1):
+                count = int((fit == target).sum())
+                for ratio in settings.ratios:
+                    if round(ratio * count) < 1:
+                        raise RxwganError(f"--ratio {ratio:g}: adds no synthetic image of target {target} in "
+                                          f"{fold.split.name} ({count} real training images of it); use at "
+                                          f"least {1 / max(count, 1):.3g}")
+
+
+def _run_in(study: Path, out: Path, folds: list[FoldResults], computed: list[str], settings: UtilitySettings,
             options: UtilityOptions, overwrite: bool, log: Log) -> UtilityResult:
-    record = _settings_record(settings, fold_inputs)
-    _check_previous(out, record, overwrite)
-    tasks = plan_tasks([fold.split.name for fold in fold_inputs], settings)
-    warnings = _warnings(fold_inputs)
+    warnings = _warnings([fold.fold for fold in folds])
     for line in warnings:
         log(f"warning: {line}")
-    atomic.write_json(out / UTILITY_SETTINGS, record)
-    pending = [task for task in tasks if read_result(out, task) is None]
+    asked = [fold for fold in folds if fold.name in computed]
+    if overwrite:
+        removed = [path for fold in asked for task in fold.tasks if (path := out / task.path).is_file()]
+        for path in removed:
+            path.unlink()
+        log(f"--overwrite: deleted {len(removed)} result file(s) of {', '.join(computed)} to run them again")
+    for fold in folds:
+        fold.aside = set_aside(out, fold.name, fold.key)
+        fold.read(out)
+    _log_set_aside(folds, log)
+    pending = [task for fold in asked for task in fold.tasks
+               if read_result(out, task, fold.key.depends) is None]
     damaged = [task.path for task in pending if (out / task.path).exists()]
     if damaged:
         log(f"{len(damaged)} damaged result file(s), run again: {', '.join(damaged)}")
-    log(f"{len(tasks)} classifier runs ({len(fold_inputs)} folds x {len(tasks) // len(fold_inputs)}), "
-        f"{len(tasks) - len(pending)} done before, {len(pending)} to run "
+    atomic.write_json(out / UTILITY_SETTINGS, _record(settings, folds, computed, RUNNING))
+    planned = sum(len(fold.tasks) for fold in asked)
+    log(f"{planned} classifier runs ({len(asked)} folds x {planned // len(asked)}), "
+        f"{planned - len(pending)} done before, {len(pending)} to run "
         f"({'local processes' if options.local else 'Ray'})")
-    errors = _execute(pending, {f.split.name: f for f in fold_inputs}, settings, out, options, log)
-    return write_results(study, tasks, warnings, errors)
-
-
-def write_results(study: Path, tasks: Sequence[UtilityTask], warnings: list[str],
-                  errors: dict[str, str]) -> UtilityResult:
-    """Gather the finished task files into the table, the summary, the comparisons and the figure."""
-    from rxwgan.utility.figures import save_roc_figure
-
-    out = study / UTILITY_FOLDER
-    records = [record for task in tasks if (record := read_result(out, task)) is not None]
-    if not records:
+    errors = _execute(pending, {fold.name: fold.fold for fold in asked}, settings, out, options, log)
+    for fold in folds:
+        fold.read(out)
+    if not any(fold.records for fold in folds):
+        atomic.write_json(out / UTILITY_SETTINGS, _record(settings, folds, computed, FAILED, errors=errors))
         raise RxwganError(f"{out}: no classifier run finished; see the errors above")
-    runs = pd.DataFrame(records)[CSV_COLUMNS]
-    by_fold = runs.assign(fold=runs["split"])  # the scores' name for the unit they average over
-    summary = summarise(by_fold, METRICS, by=("condition", "ratio"))
-    summary = summary.sort_values("condition", key=lambda c: c.map(CONDITION_ORDER.index), kind="stable",
-                                  ignore_index=True)
-    names = [arm(c, r) for c, r in zip(runs["condition"], runs["ratio"], strict=True)]
-    arms = by_fold.assign(condition=names)
-    comparisons = [{**paired_comparison(arms, arm(condition, ratio), REAL, "auc"),
-                    "condition": condition, "ratio": ratio}
-                   for condition, ratio in _compared(runs)]
-    write_frame(runs, out / UTILITY_TABLE)
-    write_frame(summary, out / UTILITY_SUMMARY)
-    save_roc_figure(records, out / UTILITY_ROC)
-    atomic.write_text(out / UTILITY_SUMMARY_MARKDOWN,
-                      summary_markdown(summary, comparisons, warnings, len(records), len(tasks)))
-    record = json.loads((out / UTILITY_SETTINGS).read_text())
-    atomic.write_json(out / UTILITY_SETTINGS, {**record, "comparisons": comparisons, "warnings": warnings,
-                                            "finished_runs": len(records), "planned_runs": len(tasks),
-                                            "errors": errors,
-                                            "task_seconds": round(sum(r["seconds"] for r in records), 1)})
-    return UtilityResult(out, runs, summary, comparisons, errors, warnings)
+    tables = write_tables(out, folds, warnings, splits_not_ready(study))
+    finished = sum(len(fold.records) for fold in folds)
+    atomic.write_json(out / UTILITY_SETTINGS, _record(
+        settings, folds, computed, DONE, comparisons=tables.comparisons, warnings=warnings, errors=errors,
+        finished_runs=finished, planned_runs=sum(len(fold.tasks) for fold in folds),
+        task_seconds=round(sum(r["seconds"] for fold in folds for r in fold.records), 1)))
+    return UtilityResult(out, tables.runs, tables.summary, tables.comparisons,
+                         {fold.name: fold.state for fold in folds}, errors, warnings)
 
 
-def _compared(runs: pd.DataFrame) -> list[tuple[str, float]]:
-    """Every (condition, ratio) but ``real``, in the table's order."""
-    pairs = runs.loc[runs["condition"] != REAL, ["condition", "ratio"]].drop_duplicates()
-    return sorted(((c, float(r)) for c, r in pairs.itertuples(index=False)),
-                  key=lambda pair: (CONDITION_ORDER.index(pair[0]), pair[1]))
+def _log_set_aside(folds: list[FoldResults], log: Log) -> None:
+    """Say what is on disk and not used: results of other settings, or of earlier generators."""
+    stale = {fold.name: fold.aside.stale for fold in folds if fold.aside.stale}
+    other = sum(fold.aside.other_settings for fold in folds)
+    if stale:
+        log(f"set aside, made with earlier generators (kept, not used): "
+            f"{', '.join(f'{name}: {n}' for name, n in stale.items())} result file(s)")
+    if other:
+        log(f"set aside, made with other settings (kept, not used): {other} result file(s)")
 
 
-def read_result(out: Path, task: UtilityTask) -> dict[str, Any] | None:
-    """``task``'s finished result in the utility folder ``out``; None when it is missing, cut
-    short, or not that task's (a damaged file is never counted: it is run again)."""
-    try:
-        record = json.loads((out / task.path).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or any(key not in record for key in RESULT_KEYS):
-        return None
-    return record if all(record[key] == value for key, value in task.to_dict().items()) else None
-
-
-def summary_markdown(summary: pd.DataFrame, comparisons: list[dict[str, Any]], warnings: list[str],
-                     finished: int, planned: int) -> str:
-    """The summary as a person reads it: a table, the paired comparisons, what each condition is."""
-    lines = ["| condition | ratio | AUC mean ± std [95% CI] | SP index | sens @ 90% spec | spec @ 90% sens "
-             "| folds | runs | test images |", "|---|---|---|---|---|---|---|---|---|"]
-    for row in summary.to_dict("records"):
-        cells = [f"{row[f'{m}_mean']:.3f}" + ("" if row["n_folds"] < 2 else
-                                              f" ± {row[f'{m}_std']:.3f} [{row[f'{m}_ci95_low']:.3f}, "
-                                              f"{row[f'{m}_ci95_high']:.3f}]") for m in METRICS]
-        lines.append(f"| {row['condition']} | {row['ratio']:g} | {' | '.join(cells)} | {row['n_folds']} "
-                     f"| {row['n_runs']} | {row['n_test_images']} |")
-    lines += ["", *(comparison_line(c) for c in comparisons), ""]
-    lines += [f"- `{name}`: {meaning}" for name, meaning in CONDITION_MEANINGS.items()]
-    lines += ["", *(f"> warning: {line}" for line in warnings)]
-    if finished < planned:
-        lines.append(f"> partial: {finished} of {planned} classifier runs finished")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def comparison_line(comparison: dict[str, Any]) -> str:
-    """``real+synth x1 - real: AUC +0.012 [-0.020, 0.044], p 0.41 (paired t, 5 folds, 15 pairs)``."""
-    name = arm(comparison["condition"], comparison["ratio"])
-    if comparison["n_folds"] < 2:
-        return (f"{name} - real: AUC {comparison['mean_difference']:+.3f} (one fold, "
-                f"{comparison['n_pairs']} pairs: no interval and no test across folds)")
-    return (f"{name} - real: AUC {comparison['mean_difference']:+.3f} [{comparison['ci95_low']:+.3f}, "
-            f"{comparison['ci95_high']:+.3f}], p {comparison['p_value']:.3g} ({comparison['test']}, "
-            f"{comparison['n_folds']} folds, {comparison['n_pairs']} pairs)")
-
-
-def _settings_record(settings: UtilitySettings, folds: list[FoldInputs]) -> dict[str, Any]:
-    """What the results depend on; ``weights`` per generator is what it holds, not what was asked
-    (a generator trained with --ema_kimg 0 has no moving average: its raw weights are used)."""
-    from rxwgan.models.files import file_sha256, stored_weights
-
-    def generator(kind: str, path: str) -> dict[str, str]:
-        return {"kind": kind, "sha256": file_sha256(Path(path)),
-                "weights": stored_weights(path, settings.weights)}
-
-    return {"format": "rxwgan-utility", "settings": settings.to_dict(),
-            "folds": {fold.split.name: {"table_sha256": fold.table_sha256,
-                                        "test_partition": fold.test_partition,
-                                        "generators": {str(t): generator(fold.generator_kinds[t], path)
-                                                       for t, path in fold.generators.items()}}
-                      for fold in folds}}
-
-
-def _check_previous(out: Path, record: dict[str, Any], overwrite: bool) -> None:
-    """Results of other settings or other generators are never mixed in: refuse, or clear them."""
-    try:
-        previous = json.loads((out / UTILITY_SETTINGS).read_text())
-    except (OSError, json.JSONDecodeError):
-        previous = None
-    if overwrite:
-        for name in (UTILITY_SETTINGS, UTILITY_TABLE, UTILITY_SUMMARY, UTILITY_SUMMARY_MARKDOWN, UTILITY_ROC):
-            (out / name).unlink(missing_ok=True)
-        for path in sorted(out.glob(UTILITY_RESULTS_PATTERN)):
-            path.unlink()
-        return
-    if previous is None:
-        return
-    changed = [key for key in ("settings",) if previous.get(key) != record[key]]
-    before = {name: _dependencies(fold) for name, fold in previous.get("folds", {}).items()}
-    changed += [f"{name} generators" for name, fold in record["folds"].items()
-                if name in before and before[name] != _dependencies(fold)]
-    if changed:
-        raise RxwganError(f"{out} holds results of other {', '.join(changed)}: --overwrite to replace "
-                          f"them")
-
-
-def _dependencies(fold: dict[str, Any]) -> dict[str, Any]:
-    """A fold's record without what follows from the rest (a generator's weights follow from its
-    file and the settings), so that records written before it was recorded still match."""
-    generators = {target: {key: value for key, value in generator.items() if key != "weights"}
-                  for target, generator in fold.get("generators", {}).items()}
-    return {**fold, "generators": generators}
+def _record(settings: UtilitySettings, folds: list[FoldResults], computed: list[str], state: str,
+            **more: Any) -> dict[str, Any]:
+    """utility.json: the last command, its settings, and per ready fold what its results
+    depend on and how many are valid."""
+    return {"format": "rxwgan-utility", "state": state, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "settings": settings.to_dict(), "computed": computed,
+            "folds": {fold.name: {"key": fold.key.key, "state": fold.state, "finished": len(fold.records),
+                                  "planned": len(fold.tasks),
+                                  "set_aside": {"stale": fold.aside.stale,
+                                                "other_settings": fold.aside.other_settings},
+                                  "generators": {str(t): {"file": fold.fold.generators[t],
+                                                          "kind": fold.fold.generator_kinds[t],
+                                                          **fold.key.depends["inputs"]["generators"][str(t)]}
+                                                 for t in (0, 1)},
+                                  "depends": fold.key.depends}
+                      for fold in folds},
+            **more}
 
 
 def _warnings(folds: list[FoldInputs]) -> list[str]:
@@ -254,6 +209,7 @@ def _execute(pending: list[UtilityTask], folds: dict[str, FoldInputs], settings:
     arguments = [(folds[task.split].to_dict(), task.to_dict(), settings.to_dict(), str(out),
                   options.cpus_per_task) for task in pending]
     errors: dict[str, str] = {}
+    done: list[int] = []
 
     def ended(index: int, outcome: Outcome) -> None:
         task = pending[index]
@@ -268,22 +224,51 @@ def _execute(pending: list[UtilityTask], folds: dict[str, FoldInputs], settings:
             errors[task.path] = outcome.error
             log(f"{head}: failed: {outcome.error}")
 
-    done: list[int] = []
     run_workers(arguments, options, ended)
     return errors
 
 
 def utility_status(study: str | Path) -> str:
-    """How far a study's utility runs are, from its files alone (no Ray)."""
-    out = Path(study) / UTILITY_FOLDER
+    """How far a study's utility runs are, from its files alone (no Ray): per fold of the last
+    command, the classifier runs whose results are valid for its settings and generators."""
+    record, progress = _progress(Path(study) / UTILITY_FOLDER)
+    lines = [f"{name}: {done}/{planned} classifier runs finished"
+             for name, (done, planned) in progress.items()]
+    if record["state"] == RUNNING:
+        lines.append("the last utility command has not ended: it is running, or it was stopped (run it "
+                     "again to finish)")
+    return "\n".join(lines)
+
+
+def unfinished_note(study: str | Path) -> str | None:
+    """One line when the last utility command did not end (stopped, or still running), else
+    None: the tables on disk are then older than some of its results."""
+    try:
+        record, progress = _progress(Path(study) / UTILITY_FOLDER)
+    except RxwganError:
+        return None
+    if record["state"] != RUNNING:
+        return None
+    asked = [progress[name] for name in record["computed"] if name in progress]
+    return (f"the last `rxwgan utility` did not end (stopped, or still running): "
+            f"{sum(done for done, _ in asked)} of {sum(planned for _, planned in asked)} classifier runs it "
+            f"asked for are finished, and the tables here are from before it; the same command again "
+            f"finishes them")
+
+
+def _progress(out: Path) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
+    """utility.json, and per fold it names (finished, planned) valid results, read from disk."""
     try:
         record = json.loads((out / UTILITY_SETTINGS).read_text())
-    except (OSError, json.JSONDecodeError):
-        raise RxwganError(f"{out}: no utility runs started here (no {UTILITY_SETTINGS})") from None
-    settings = UtilitySettings.from_dict(record["settings"])
-    lines = []
-    for name in record["folds"]:
-        tasks = plan_tasks([name], settings)
-        done = sum(read_result(out, task) is not None for task in tasks)
-        lines.append(f"{name}: {done}/{len(tasks)} classifier runs finished")
-    return "\n".join(lines)
+        settings = UtilitySettings.from_dict(record["settings"])
+        progress = {}
+        for name, fold in record["folds"].items():
+            tasks = plan_tasks({name: fold["key"]}, settings)
+            progress[name] = (sum(read_result(out, task, fold["depends"]) is not None for task in tasks),
+                              len(tasks))
+        record.setdefault("state", DONE)
+        record.setdefault("computed", list(progress))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise RxwganError(f"{out / UTILITY_SETTINGS}: missing or unreadable; no utility command is recorded "
+                          f"here") from None
+    return record, progress

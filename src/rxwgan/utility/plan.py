@@ -10,17 +10,20 @@ fold x condition x seed, each small enough to be one Ray task.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
 
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.json_files import read_json
 from rxwgan.base.layout import BEST_GENERATOR, CONFIG_FILE, TRAINED_GENERATOR, utility_result
 from rxwgan.base.progress import Log
-from rxwgan.data.splits import SplitSpec
+from rxwgan.data.splits import SplitSpec, partition
 from rxwgan.data.table import read_table
+from rxwgan.models.files import file_sha256
 from rxwgan.study.plan import study_runs
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.folder import table_fingerprint
@@ -51,6 +54,7 @@ class FoldInputs:
     bit_depth: int | None
     generators: dict[int, str]  # target -> generator file
     generator_kinds: dict[int, str]  # target -> "best" or "trained"
+    generator_sha256: dict[int, str]  # target -> its file's sha256 when the plan was made
 
     @property
     def test_partition(self) -> str:
@@ -62,16 +66,18 @@ class FoldInputs:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FoldInputs:
+        by_target = ("generators", "generator_kinds", "generator_sha256")
         return cls(**{**data, "split": SplitSpec.from_dict(data["split"]),
-                      "generators": {int(k): v for k, v in data["generators"].items()},
-                      "generator_kinds": {int(k): v for k, v in data["generator_kinds"].items()}})
+                      **{name: {int(k): v for k, v in data[name].items()} for name in by_target}})
 
 
 @dataclass(frozen=True)
 class UtilityTask:
-    """One classifier training: a fold, a condition (at a ratio), a seed."""
+    """One classifier training: a fold, a condition (at a ratio), a seed, and the key of what
+    its result depends on (``rxwgan.utility.results.result_key``)."""
 
     split: str
+    key: str
     condition: str
     ratio: float
     seed: int
@@ -79,7 +85,7 @@ class UtilityTask:
     @property
     def path(self) -> str:
         """Its result file, relative to the utility folder."""
-        return utility_result(self.split, self.condition, self.ratio, self.seed)
+        return utility_result(self.split, self.key, self.condition, self.ratio, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,11 +104,7 @@ def study_folds(study: Path, table: str | Path | None = None, splits: list[str] 
     ``table`` replaces the path the runs recorded (a study moved to another machine); its
     content must still be what they trained on.
     """
-    by_split: dict[str, dict[int, Any]] = {}
-    for run in study_runs(study):
-        by_split.setdefault(run.split.name, {})[run.target] = run
-    if not by_split:
-        raise RxwganError(f"{study}: holds no run folders (<split>/target_<t>/)")
+    by_split = _runs_by_split(study)
     chosen = splits
     if chosen is None:
         chosen = [name for name in sorted(by_split) if _finished(study, by_split[name])]
@@ -115,7 +117,22 @@ def study_folds(study: Path, table: str | Path | None = None, splits: list[str] 
     if unknown:
         raise RxwganError(f"--folds: {', '.join(unknown)} not in {study} "
                           f"(it has {', '.join(sorted(by_split))})")
-    return [_fold(study, name, by_split[name], table) for name in chosen]
+    fingerprints: dict[tuple[Path, str, str], str] = {}  # the folds share a table: read it once
+    return [_fold(study, name, by_split[name], table, fingerprints) for name in chosen]
+
+
+def splits_not_ready(study: Path) -> list[str]:
+    """The splits of ``study`` whose two class runs have not both finished."""
+    return [name for name, runs in sorted(_runs_by_split(study).items()) if not _finished(study, runs)]
+
+
+def _runs_by_split(study: Path) -> dict[str, dict[int, Any]]:
+    by_split: dict[str, dict[int, Any]] = {}
+    for run in study_runs(study):
+        by_split.setdefault(run.split.name, {})[run.target] = run
+    if not by_split:
+        raise RxwganError(f"{study}: holds no run folders (<split>/target_<t>/)")
+    return by_split
 
 
 def _finished(study: Path, runs: dict[int, Any]) -> bool:
@@ -123,7 +140,8 @@ def _finished(study: Path, runs: dict[int, Any]) -> bool:
     return all(t in runs and (study / runs[t].path / TRAINED_GENERATOR).is_file() for t in (0, 1))
 
 
-def _fold(study: Path, name: str, runs: dict[int, Any], table: str | Path | None) -> FoldInputs:
+def _fold(study: Path, name: str, runs: dict[int, Any], table: str | Path | None,
+          fingerprints: dict[tuple[Path, str, str], str]) -> FoldInputs:
     missing = [t for t in (0, 1) if t not in runs]
     if missing:
         raise RxwganError(f"{study / name}: no run of target {missing[0]}; the classifier needs a "
@@ -147,18 +165,34 @@ def _fold(study: Path, name: str, runs: dict[int, Any], table: str | Path | None
         raise RxwganError(f"{path}: the table {study / name} trained on is not there; pass --table "
                           f"with its new place")
     sha = str(configs[0].get("table_sha256"))
-    if table_fingerprint(read_table(path, first.path_column, first.target_column))["sha256"] != sha:
+    read = (path.resolve(), first.path_column, first.target_column)
+    if read not in fingerprints:
+        fingerprints[read] = table_fingerprint(read_table(*read))["sha256"]
+    if fingerprints[read] != sha:
         raise RxwganError(f"{path}: its rows or images changed since {study / name} trained on it; "
                           f"the fold's partition would not be the generators' one")
     return FoldInputs(first.split, str(path.resolve()), sha, first.path_column, first.target_column,
-                      first.cache_dir, first.bit_depth, generators, kinds)
+                      first.cache_dir, first.bit_depth, generators, kinds,
+                      {t: file_sha256(path) for t, path in generators.items()})
 
 
-def plan_tasks(splits: Sequence[str], settings: UtilitySettings) -> list[UtilityTask]:
-    """Split by split (names such as ``fold_0``): real, real+synth at each ratio, synth, then
-    the control when asked."""
+def fold_rows(fold: FoldInputs, targets: np.ndarray, seed: int, stop_share: float) -> dict[str, np.ndarray]:
+    """Row positions: ``fit`` (classifier training), ``stop`` (early stopping), ``test``.
+
+    ``fit`` and ``stop`` split the fold's training rows, stratified by class, anew for each
+    seed; ``test`` is the partition no generator and no classifier trained on.
+    """
+    parts = partition(targets, fold.split)
+    fit, stop = train_test_split(parts.train, test_size=stop_share, stratify=targets[parts.train],
+                                 random_state=seed)
+    return {"fit": np.sort(fit), "stop": np.sort(stop), "test": np.sort(getattr(parts, fold.test_partition))}
+
+
+def plan_tasks(keys: dict[str, str], settings: UtilitySettings) -> list[UtilityTask]:
+    """For each split (``{name: result key}``, names such as ``fold_0``): real, real+synth at
+    each ratio, synth, then the control when asked."""
     conditions = [(REAL, 0.0), *((MIXED, r) for r in settings.ratios), (SYNTH, 1.0)]
     if settings.control == SWAPPED:
         conditions.append((SWAPPED, settings.ratios[0]))
-    return [UtilityTask(split, condition, ratio, seed)
-            for split in splits for condition, ratio in conditions for seed in settings.seeds]
+    return [UtilityTask(split, key, condition, ratio, seed)
+            for split, key in keys.items() for condition, ratio in conditions for seed in settings.seeds]

@@ -13,30 +13,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from rxwgan.base import atomic
+from rxwgan.base.errors import RxwganError
 from rxwgan.data.cache import ImageCache
-from rxwgan.data.splits import partition
 from rxwgan.data.table import read_table
 from rxwgan.synth.sampling import load_generator, synthetic_images
 from rxwgan.utility.classifier import predict_scores, train_classifier
-from rxwgan.utility.plan import MIXED, REAL, SWAPPED, SYNTH, FoldInputs, UtilityTask
+from rxwgan.utility.plan import MIXED, REAL, SWAPPED, SYNTH, FoldInputs, UtilityTask, fold_rows
+from rxwgan.utility.results import fold_key
 from rxwgan.utility.scores import score_predictions
 from rxwgan.utility.settings import UtilitySettings
-
-
-def fold_rows(fold: FoldInputs, targets: np.ndarray, seed: int,
-              stop_share: float) -> dict[str, np.ndarray]:
-    """Row positions: ``fit`` (classifier training), ``stop`` (early stopping), ``test``.
-
-    ``fit`` and ``stop`` split the fold's training rows, stratified by class, anew for each
-    seed; ``test`` is the partition no generator and no classifier trained on.
-    """
-    parts = partition(targets, fold.split)
-    fit, stop = train_test_split(parts.train, test_size=stop_share, stratify=targets[parts.train],
-                                 random_state=seed)
-    return {"fit": np.sort(fit), "stop": np.sort(stop), "test": np.sort(getattr(parts, fold.test_partition))}
 
 
 def run_task(fold: FoldInputs, task: UtilityTask, settings: UtilitySettings, out: Path,
@@ -47,6 +34,9 @@ def run_task(fold: FoldInputs, task: UtilityTask, settings: UtilitySettings, out
     targets = table.targets.astype(np.int64)
     rows = fold_rows(fold, targets, task.seed, settings.stop_share)
     generators = {t: load_generator(path, device, settings.weights) for t, path in fold.generators.items()}
+    changed = [fold.generators[t] for t, (_, sha) in generators.items() if sha != fold.generator_sha256[t]]
+    if changed:  # its result would be filed under the key of generators it did not use
+        raise RxwganError(f"{changed[0]}: changed while utility ran; run the command again")
     size = int(generators[0][0].image_size)
     cache = ImageCache(fold.cache_dir)
 
@@ -79,6 +69,7 @@ def run_task(fold: FoldInputs, task: UtilityTask, settings: UtilitySettings, out
         "rows": {name: positions.tolist() for name, positions in rows.items()},
         "test_labels": test_labels.tolist(), "test_scores": [float(s) for s in scores],
         "seconds": round(time.perf_counter() - started, 2),
+        "depends": fold_key(settings, fold).depends,
     }
     atomic.write_json(out / task.path, record)
     return record
