@@ -15,12 +15,11 @@ import dataclasses
 import os
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from rxwgan.base.layout import EVALUATION_RECORD, REPORT_FOLDER, SYNTHETIC_GRID
+from rxwgan.base.local_pool import local_pool
 from rxwgan.base.progress import Log
 from rxwgan.data.cache import ImageCache
 from rxwgan.data.phantoms import write_demo_data
@@ -140,7 +139,7 @@ def _train_side_by_side(configs: list[TrainConfig], log: Log) -> None:
         for config in configs:
             train(config, log=log)
         return
-    with ProcessPoolExecutor(len(configs), mp_context=get_context("spawn")) as pool:
+    with local_pool(len(configs)) as pool:
         for done in [pool.submit(_train_one, config) for config in configs]:
             for line in done.result():
                 log(line)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from rxwgan.base.errors import RxwganError, require_at_least
 from rxwgan.base.extras import require
+from rxwgan.base.local_pool import local_pool
 from rxwgan.base.ray_runner import Outcome, joined_ray, require_a_node_with, run_tasks
 from rxwgan.utility.plan import FoldInputs, UtilityTask
 from rxwgan.utility.settings import UtilitySettings
@@ -50,7 +50,7 @@ def run_workers(arguments: Sequence[tuple], options: UtilityOptions,
     """``utility_worker(*args)`` for each of ``arguments``, in local processes or on Ray;
     ``ended(index, outcome)`` as each ends, the same outcome either way."""
     if options.local:
-        _run_local(arguments, options, ended)
+        _run_local(utility_worker, arguments, options, ended)
         return
     require(("ray",), "sweep", "rxwgan utility")
     with joined_ray(options.address):
@@ -60,16 +60,17 @@ def run_workers(arguments: Sequence[tuple], options: UtilityOptions,
                   num_gpus=options.gpus_per_task, max_retries=options.max_retries)
 
 
-def _run_local(arguments: Sequence[tuple], options: UtilityOptions,
-               ended: Callable[[int, Outcome], None]) -> None:
-    """A process pool, no Ray and no retry: an exception a worker raises stops the command."""
+def _run_local(function: Callable[..., dict[str, Any]], arguments: Sequence[tuple],
+               options: UtilityOptions, ended: Callable[[int, Outcome], None]) -> None:
+    """``function(*args)`` for each of ``arguments`` in a process pool, no Ray and no retry:
+    an exception a worker raises stops the command."""
     workers = options.workers or max(1, (os.cpu_count() or 1) // options.cpus_per_task)
-    if workers == 1:
+    if workers == 1:  # in this process: nothing to leave behind if it is killed
         for index, args in enumerate(arguments):
-            ended(index, Outcome.of(utility_worker(*args)))
+            ended(index, Outcome.of(function(*args)))
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(utility_worker, *args): i for i, args in enumerate(arguments)}
+    with local_pool(workers) as pool:
+        futures = {pool.submit(function, *args): i for i, args in enumerate(arguments)}
         for future in as_completed(futures):
             ended(futures[future], Outcome.of(future.result()))
 
