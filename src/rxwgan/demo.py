@@ -98,7 +98,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
 
     results = {config.target: _synthesise_and_score(out, config, settings, log) for config in configs}
     utility = _utility(out, settings, log)
-    report = write_report(out, out / REPORT_FOLDER)
+    report = write_report(out, out / REPORT_FOLDER, log=log)
     log(f"[7/7] report: {report.html} (and {report.markdown.name})")
     for target, (grid, c2st, n) in results.items():
         log(f"target {target}: samples {grid}; two-sample test accuracy {c2st:.3f} on {n} real vs {n} "

@@ -1,7 +1,9 @@
-"""The study report: rows, best runs, figures, partial studies, extra metric keys (no Ray needed)."""
+"""The study report: rows, best runs, figures, partial studies, failed and damaged runs, extra
+metric keys (no Ray needed)."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -14,12 +16,13 @@ from PIL import Image
 
 from rxwgan.base import atomic
 from rxwgan.base.errors import RxwganError
-from rxwgan.base.layout import RUN_SPACE_RECORD
+from rxwgan.base.layout import RUN_SPACE_RECORD, SWEEP_FILE
 from rxwgan.cli import main
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.data.splits import SplitSpec
 from rxwgan.report.collect import collect_runs, select_best
 from rxwgan.report.render import Report, write_report
+from rxwgan.study.plan import RunPlan, write_status
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.loop import train
 
@@ -149,3 +152,100 @@ def test_a_kept_best_generator_is_what_kid_ranks_and_shows(study, tmp_path):
     best = report.best.set_index("target")
     assert best.loc[0, "run"] == "fold_0/target_0" and best.loc[0, "best_epoch"] == 1
     assert "generator_best" in report.markdown.read_text()
+
+
+# Ways a run's history.json is found broken, each with what its error must say.
+DAMAGES = {
+    "truncated": (lambda history: json.dumps(history)[:60].encode(), "not valid JSON"),
+    "garbage": (lambda history: b"\x00\x07 }{ not a history", "not valid JSON"),
+    "not an object": (lambda history: json.dumps(list(history)).encode(),
+                      "holds a JSON array, not an object of per-epoch series"),
+    "text in a series": (lambda history: json.dumps({**history, "val_kl_rf": [0.2, "n/a"]}).encode(),
+                         "val_kl_rf holds 'n/a', not a number"),
+    "series of unequal length": (lambda history: json.dumps({**history, "kid": [0.1]}).encode(),
+                                 "its series differ in length (1 to 2 epochs)"),
+    "fewer epochs than the checkpoint": (
+        lambda history: json.dumps({key: values[:1] for key, values in history.items()}).encode(),
+        "holds 1 of the 2 epochs checkpoint.json records"),
+    "missing": (None, "missing, though checkpoint.json is at epoch 2"),
+    "not text": (lambda history: b"\xff\xfe\x00 binary", "not valid JSON"),
+}
+DAMAGED = "fold_1/target_0"  # target 0's best run by kid, until its history is broken
+
+
+def _damage(study: Path, damage: str) -> None:
+    history_file = study / DAMAGED / "history.json"
+    broken = DAMAGES[damage][0]
+    if broken is None:
+        history_file.unlink()
+    else:
+        history_file.write_bytes(broken(json.loads(history_file.read_text())))
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_run_with_an_unreadable_history_is_damaged_not_done(study, tmp_path, damage):
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    _damage(copy, damage)
+    runs = collect_runs(copy).set_index("run")
+    assert runs.loc[DAMAGED, "state"] == "damaged"
+    assert runs.loc[DAMAGED, "error"].startswith(f"history.json: {DAMAGES[damage][1]}")
+    assert runs.loc["fold_0/target_0", "state"] == "done"
+
+
+def test_a_damaged_run_is_left_out_of_the_best_choice_visibly(study, tmp_path, capsys):
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    run = copy / DAMAGED  # it also kept a best generator whose kid would win, were it ranked
+    shutil.copy(run / "generator_trained.safetensors", run / "generator_best.safetensors")
+    atomic.write_json(run / "best.json", {"epoch": 2, "kid": 0.01, "space_id": "trained-study-space"})
+    _damage(copy, "truncated")
+    lines: list[str] = []
+    report = write_report(copy, tmp_path / "report", select="kid", log=lines.append)
+    assert report.best.set_index("target").loc[0, "run"] == "fold_0/target_0"
+    assert not report.ok and report.partial  # fold_0/target_1 is still partial
+    reason = f"{DAMAGED}: history.json: not valid JSON ("
+    assert len(lines) == 1
+    assert lines[0].startswith(f"warning: {DAMAGED} is damaged, left out of the choice of best generator: "
+                               "history.json: not valid JSON (")
+    markdown, page = report.markdown.read_text(), html.unescape(report.html.read_text())
+    for text in (markdown, page):
+        assert f"1 run damaged, left out of the choice of best generator: {reason}" in text
+        assert f"left out of this choice, damaged: {DAMAGED}" in text
+        assert "Partial results: 1 of 3 runs are not finished (1 partial)" in text
+    assert f"| {DAMAGED} | 0 | damaged | 2 | 2 |" in markdown
+    assert main(["report", str(copy), "-o", str(tmp_path / "cli"), "--select", "kid"]) == 1
+    said = capsys.readouterr()
+    assert f"warning: {DAMAGED} is damaged" in said.out + said.err
+
+
+def test_a_failed_run_is_reported_failed_not_still_running(study, tmp_path, capsys):
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    write_status(copy / PARTIAL, "failed", error="RuntimeError: CUDA out of memory.\nTried to allocate 2 GiB")
+    lines: list[str] = []
+    report = write_report(copy, tmp_path / "report", log=lines.append)
+    assert not report.partial and not report.ok
+    error = "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"
+    assert lines == [f"warning: {PARTIAL} failed: {error}"]
+    markdown, page = report.markdown.read_text(), html.unescape(report.html.read_text())
+    for text in (markdown, page):
+        assert f"1 run failed: {PARTIAL}: {error}." in text
+        assert "Partial results" not in text
+    assert main(["report", str(copy), "-o", str(tmp_path / "cli")]) == 1
+    said = capsys.readouterr()
+    assert f"warning: {PARTIAL} failed: {error}" in said.out + said.err
+    assert "still running" not in said.out + said.err
+
+
+def test_failed_runs_are_noted_apart_from_unfinished_ones(study, tmp_path):
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    failed = RunPlan(SplitSpec(fold=1, n_splits=2), 1)  # planned by a sweep, failed before its first epoch
+    atomic.write_json(copy / SWEEP_FILE, {"runs": [failed.to_dict()]})
+    (copy / failed.path).mkdir(parents=True)
+    write_status(copy / failed.path, "failed", error="ValueError: no images of class 1")
+    markdown = write_report(copy, tmp_path / "report", log=lambda _: None).markdown.read_text()
+    assert f"1 run failed: {failed.path}: ValueError: no images of class 1." in markdown
+    assert "Partial results: 1 of 4 runs are not finished (1 partial)" in markdown
+    assert re.search(rf"\| {failed.path} \| 1 \| failed \| 0 \|", markdown)

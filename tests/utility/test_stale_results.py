@@ -137,3 +137,8 @@ def test_an_interrupted_command_is_said_by_status_and_note(tiny_study, tmp_path,
     assert note is not None and "0 of 4 classifier runs it asked for are finished" in note
     assert "fold_1: 0/4 classifier runs finished" in utility_status(study)
     assert "has not ended" in utility_status(study)
+    from rxwgan.report.render import write_report
+
+    markdown = write_report(study, tmp_path / "report", log=lambda _: None).markdown.read_text()
+    assert "the last `rxwgan utility` did not end" in markdown
+    assert "> folds: fold_0, fold_1" in markdown  # with the tables the earlier command wrote

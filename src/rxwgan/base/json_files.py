@@ -11,7 +11,7 @@ def read_json(path: Path) -> dict[str, Any]:
     """A small JSON file, or {} when it is absent or being replaced."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # ValueError: cut short, not JSON, or not even text
         return {}
     return data if isinstance(data, dict) else {}
 

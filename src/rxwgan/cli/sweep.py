@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,10 +124,11 @@ def add_report_flags(parser: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from rxwgan.report.render import write_report
 
-    report = write_report(args.study, args.output, select=setting_value(args, write_report, "select"))
+    report = write_report(args.study, args.output, select=setting_value(args, write_report, "select"),
+                          log=lambda line: print(line, file=sys.stderr))
     print(f"wrote {report.html} ({len(report.runs)} runs"
-          f"{', study still running: partial results' if report.partial else ''})")
-    return 0
+          f"{', partial results: some runs are not finished' if report.partial else ''})")
+    return 0 if report.ok else 1  # a failed or damaged run: best.csv was chosen without it
 
 
 def register(verbs: argparse._SubParsersAction) -> None:

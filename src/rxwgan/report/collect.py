@@ -3,12 +3,15 @@ and the best run per class.
 
 Read from the run folders alone, so it works on a finished study, on one still running
 (its unfinished runs are marked), and on a folder of runs made one by one with ``rxwgan
-train``. It reads a study through ``rxwgan.study.plan``, never through the Ray driver, so it
-needs no Ray; ``rxwgan.report.render`` turns these tables into the report's pages.
+train``. A run whose history cannot be read is ``damaged``: it is never ranked, so a broken
+file cannot quietly hand the best run of its class to another fold. It reads a study through
+``rxwgan.study.plan``, never through the Ray driver, so it needs no Ray;
+``rxwgan.report.render`` turns these tables into the report's pages.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ from rxwgan.base.json_files import is_number, last_value, read_json
 from rxwgan.base.layout import (
     BEST_GENERATOR,
     BEST_RECORD,
+    CHECKPOINT_POINTER,
     HISTORY_FILE,
     HISTORY_KEYS,
     RUN_SPACE_RECORD,
@@ -30,6 +34,9 @@ from rxwgan.metrics.space_per_study import FEATURE_KEYS, read_run_space
 from rxwgan.study.plan import RunPlan, load_study, run_status
 
 DEFAULT_SELECT = "val_kl_rf"
+# The report's own state, beyond the study's (rxwgan.study.plan.STATES): the run's history is unreadable.
+DAMAGED = "damaged"
+_JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
 SPLIT_COLUMNS = ["run", "split", "fold", "n_splits", "test", "sort", "target", "state", "epoch", "epochs",
                  "best_epoch"]
 # A run's recorded memorisation check (rxwgan.synth.memorisation) of its generator, when there is one.
@@ -55,22 +62,62 @@ def load_runs(study: Path) -> list[StudyRun]:
     for plan in runs:
         folder = study / plan.path
         status = run_status(study, plan, epochs)
-        history = {key: values for key, values in read_json(folder / HISTORY_FILE).items()
-                   if isinstance(values, list) and all(is_number(v) for v in values if v is not None)}
+        history, damage = read_history(folder, status.epoch)
         spec = plan.split
         row: dict[str, Any] = {"run": plan.path, "split": spec.name, "fold": spec.fold,
                                "n_splits": spec.n_splits, "test": spec.test, "sort": spec.sort,
-                               "target": plan.target, "state": status.state, "epoch": status.epoch,
-                               "epochs": status.epochs}
+                               "target": plan.target, "state": DAMAGED if damage else status.state,
+                               "epoch": status.epoch, "epochs": status.epochs}
         row.update({key: last_value(values) for key, values in history.items()})
         best = read_json(folder / BEST_RECORD)
         if is_number(best.get("kid")):  # the run kept its lowest-KID generator: rank by that one
             row.update(kid=best["kid"], best_epoch=best.get("epoch"))
         row["eval_space"] = read_run_space(folder).get("id")
         row.update(_memorisation(folder))
-        row["error"] = status.error
+        row["error"] = "; ".join(text for text in (damage, status.error) if text) or None
         loaded.append(StudyRun(plan, folder, row, history))
     return loaded
+
+
+def read_history(folder: Path, epoch: int) -> tuple[dict[str, list[float | None]], str | None]:
+    """The run's history, or ``({}, why)`` when it is unreadable or holds fewer epochs than the
+    checkpoint at ``epoch``: training writes it atomically before each checkpoint, so either is damage."""
+    path = folder / HISTORY_FILE
+    try:
+        history = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}, (f"{HISTORY_FILE}: missing, though {CHECKPOINT_POINTER} is at epoch {epoch}"
+                    if epoch else None)
+    except OSError as exc:
+        return {}, f"{HISTORY_FILE}: cannot be read ({exc.strerror})"
+    except ValueError as exc:  # truncated, or not JSON text at all
+        return {}, f"{HISTORY_FILE}: not valid JSON ({exc})"
+    problem = _history_problem(history, epoch)
+    return ({}, f"{HISTORY_FILE}: {problem}") if problem else (history, None)
+
+
+def _history_problem(history: Any, epoch: int) -> str | None:
+    """What is wrong with a parsed history: one series per key, of numbers or nulls, all as long
+    as each other and at least ``epoch`` long."""
+    if not isinstance(history, dict):
+        return f"holds a JSON {_json_kind(history)}, not an object of per-epoch series"
+    for key, values in history.items():
+        if not isinstance(values, list):
+            return f"{key} is a JSON {_json_kind(values)}, not an array of per-epoch values"
+        wrong = next((v for v in values if v is not None and not is_number(v)), None)
+        if wrong is not None:
+            return f"{key} holds {str(wrong)[:40]!r}, not a number"
+    lengths = {len(values) for values in history.values()}
+    if len(lengths) > 1:
+        return f"its series differ in length ({min(lengths)} to {max(lengths)} epochs)"
+    held = lengths.pop() if lengths else 0
+    if held < epoch:
+        return f"holds {held} of the {epoch} epochs {CHECKPOINT_POINTER} records"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    return _JSON_KINDS.get(type(value), "number")
 
 
 def _memorisation(folder: Path) -> dict[str, Any]:
@@ -123,6 +170,7 @@ def runs_frame(runs: Sequence[StudyRun]) -> pd.DataFrame:
 def select_best(runs: pd.DataFrame, key: str = DEFAULT_SELECT) -> pd.DataFrame:
     """The run with the smallest last ``key`` for each (test, target): k-fold runs group by target.
 
+    A ``damaged`` run is never ranked, whatever its other files hold: the report names it instead.
     A metric measured in a feature space (kid, fid, precision...) is ranked only among runs
     whose ``eval_space`` is the same: otherwise the ranking is refused, naming the runs.
     """
@@ -130,7 +178,8 @@ def select_best(runs: pd.DataFrame, key: str = DEFAULT_SELECT) -> pd.DataFrame:
     if key not in known:
         raise RxwganError(f"--select {key}: not a history key of this study (choose from "
                           f"{', '.join(known)})")
-    scored = runs[pd.to_numeric(runs[key], errors="coerce").notna()]
+    usable = runs["state"] != DAMAGED if "state" in runs.columns else True
+    scored = runs[pd.to_numeric(runs[key], errors="coerce").notna() & usable]
     if scored.empty:
         return scored
     if key in FEATURE_KEYS:

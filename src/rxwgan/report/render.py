@@ -1,6 +1,9 @@
 """A study's report pages (report.md, report.html): the tables of ``rxwgan.report.collect``,
 the curves across folds and the best generators' samples drawn by ``rxwgan.report.figures``,
 and the utility study's summary when there is one.
+
+Failed runs, damaged runs (left out of the best-run choice) and runs not finished yet are
+noted apart, at the top of the pages and in the log, so that none is mistaken for another.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from rxwgan.base.layout import (
     report_figure,
 )
 from rxwgan.base.plots import save_grid
+from rxwgan.base.progress import Log
 from rxwgan.data.table import write_frame
 from rxwgan.metrics.space_per_study import FEATURE_KEYS
 from rxwgan.report.collect import (
+    DAMAGED,
     DEFAULT_SELECT,
     SPLIT_COLUMNS,
     TEXT_COLUMNS,
@@ -54,6 +59,8 @@ DIVERGENCE_PANELS = tuple((metric.upper(), (f"train_{metric}_rf", f"val_{metric}
                           for metric in ("kl", "js", "l1", "l2"))
 SHOWN_COLUMNS = ["run", "target", "state", "epoch", "epochs", "train_critic_loss", "train_gen_loss",
                  "val_critic_loss", "val_gen_loss", "val_kl_rf", "val_js_rf"]
+# States in which a run will not change by itself: anything else is under way, or stopped short.
+SETTLED = ("done", "failed", DAMAGED)
 
 
 @dataclass
@@ -64,8 +71,32 @@ class Report:
     runs: pd.DataFrame
     best: pd.DataFrame
     select: str
-    partial: bool
     files: list[Path] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        """Some run is not finished yet (nor failed, nor damaged): its numbers may still change."""
+        return bool((~self.runs["state"].isin(SETTLED)).any())
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        """(run, error) of each failed run."""
+        return self._errors("failed")
+
+    @property
+    def damaged(self) -> list[tuple[str, str]]:
+        """(run, what is wrong with its files) of each run left out of the best-run choice."""
+        return self._errors(DAMAGED)
+
+    @property
+    def ok(self) -> bool:
+        """No run failed or is damaged: once the study is finished, best.csv ranks every run."""
+        return not (self.failed or self.damaged)
+
+    def _errors(self, state: str) -> list[tuple[str, str]]:
+        rows = self.runs[self.runs["state"] == state]
+        return [(run, _one_line(error) if isinstance(error, str) else "no error recorded")
+                for run, error in zip(rows["run"], rows["error"], strict=True)]
 
     @property
     def html(self) -> Path:
@@ -77,15 +108,19 @@ class Report:
 
 
 def write_report(study: str | Path, out: str | Path | None = None,
-                 select: str = DEFAULT_SELECT) -> Report:
-    """Write runs.csv, best.csv, the figures, report.md and a self-contained report.html."""
+                 select: str = DEFAULT_SELECT, log: Log = print) -> Report:
+    """Write runs.csv, best.csv, the figures, report.md and a self-contained report.html;
+    ``log`` gets one warning line per failed or damaged run."""
     study = Path(study)
     out = Path(out) if out is not None else study / REPORT_FOLDER
     runs = load_runs(study)
     frame = runs_frame(runs)
     best = select_best(frame, select)
-    partial = bool((frame["state"] != "done").any())
-    report = Report(out, frame, best, select, partial)
+    report = Report(out, frame, best, select)
+    for run, error in report.failed:
+        log(f"warning: {run} failed: {error}")
+    for run, error in report.damaged:
+        log(f"warning: {run} is damaged, left out of the choice of best generator: {error}")
     write_frame(frame, out / REPORT_RUNS)
     write_frame(best, out / REPORT_BEST)
     report.files += [out / REPORT_RUNS, out / REPORT_BEST]
@@ -154,23 +189,52 @@ def _summary(report: Report) -> str:
     return f"{len(report.runs)} runs: {states}."
 
 
-def _partial_note(report: Report) -> str:
-    unfinished = int((report.runs["state"] != "done").sum())
-    return (f"Partial results: {unfinished} of {len(report.runs)} runs are not finished (their state "
-            f"is not 'done'); their rows hold the last epoch recorded and the figures the epochs "
-            f"done so far.")
+def _notes(report: Report) -> list[tuple[str, str]]:
+    """(css class, text) of each note above the tables: failed, damaged, then unfinished runs."""
+    notes = []
+    if report.failed:
+        notes.append(("problem", f"{_runs(len(report.failed))} failed: {_listed(report.failed)}."))
+    if report.damaged:
+        notes.append(("problem", f"{_runs(len(report.damaged))} damaged, left out of the choice of "
+                                 f"best generator: {_listed(report.damaged)}."))
+    if report.partial:
+        unfinished = report.runs.loc[~report.runs["state"].isin(SETTLED), "state"].value_counts()
+        states = ", ".join(f"{n} {state}" for state, n in unfinished.items())
+        notes.append(("partial", f"Partial results: {unfinished.sum()} of {len(report.runs)} runs are not "
+                                 f"finished ({states}); their rows hold the last epoch recorded and the "
+                                 f"figures the epochs done so far."))
+    return notes
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _listed(errors: list[tuple[str, str]]) -> str:
+    return "; ".join(f"{run}: {error}" for run, error in errors)
+
+
+def _one_line(text: str) -> str:
+    """A run's error (perhaps a multi-line traceback's message) as one line of a note or log."""
+    return " ".join(text.split())
 
 
 def _utility_part(study: Path, out: Path, files: list[Path]) -> tuple[list[str], list[str]]:
-    """``rxwgan utility``'s answer, when the study has one: its summary, comparisons and ROC figure."""
+    """``rxwgan utility``'s answer, when the study has one: its summary, comparisons and ROC
+    figure, after a note when its last command did not end."""
+    from rxwgan.utility.driver import unfinished_note
+
     folder = study / UTILITY_FOLDER
-    if not (folder / UTILITY_SUMMARY_MARKDOWN).is_file():
+    note = unfinished_note(study)
+    has_summary = (folder / UTILITY_SUMMARY_MARKDOWN).is_file()
+    if not has_summary and note is None:
         return [], []
-    summary = (folder / UTILITY_SUMMARY_MARKDOWN).read_text().rstrip()
+    summary = (folder / UTILITY_SUMMARY_MARKDOWN).read_text().rstrip() if has_summary else ""
     title = "Does the synthetic data help? (rxwgan utility)"
-    md = [f"## {title}", "", summary, ""]
+    md = [f"## {title}", "", *([f"> {note}", ""] if note else []), summary, ""]
     page = [f"<h2>{html.escape(title)}</h2>",
-            *(f"<pre>{html.escape(block)}</pre>" for block in summary.split("\n\n"))]
+            *([f'<p class="partial">{html.escape(note)}</p>'] if note else []),
+            *(f"<pre>{html.escape(block)}</pre>" for block in summary.split("\n\n") if block)]
     if (folder / UTILITY_ROC).is_file():
         atomic.write_bytes(out / REPORT_UTILITY_ROC, (folder / UTILITY_ROC).read_bytes())
         files.append(out / REPORT_UTILITY_ROC)
@@ -194,13 +258,15 @@ def _documents(study: Path, report: Report, sections: list[_Section],
                    + (" (k-fold runs: per target)" if report.runs["test"].isna().any() else "")
                    + ("; a run that kept its lowest-KID generator (generator_best) counts that "
                       "generator's KID, from the epoch in best_epoch"
-                      if report.runs["best_epoch"].notna().any() else ""))
+                      if report.runs["best_epoch"].notna().any() else "")
+                   + (f"; left out of this choice, damaged: {', '.join(run for run, _ in report.damaged)}"
+                      if report.damaged else ""))
     md = [f"# Study report: {study}", "", f"Written {when}. {_summary(report)}", ""]
     page = [f"<h1>Study report: {html.escape(str(study))}</h1>",
             f"<p>Written {when}. {html.escape(_summary(report))}</p>"]
-    if report.partial:
-        md += [f"> **{_partial_note(report)}**", ""]
-        page.append(f'<p class="partial"><strong>{html.escape(_partial_note(report))}</strong></p>')
+    for kind, note in _notes(report):
+        md += [f"> **{note}**", ""]
+        page.append(f'<p class="{kind}"><strong>{html.escape(note)}</strong></p>')
     memo_note = (" Memorisation (rxwgan evaluate --memorisation): near_copies is the share of synthetic "
                  "images closer to a training image than 95% of the unseen real images are (in the "
                  "feature space named, pixel_near_copies in pixels), near_copies_unseen the unseen "
@@ -234,7 +300,8 @@ def _documents(study: Path, report: Report, sections: list[_Section],
             page.append(_figure(report.folder / name, caption))
     style = ("body{font-family:sans-serif;max-width:1400px;margin:auto}table{border-collapse:collapse;"
              "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-             ".partial{background:#fff3cd;padding:6px}img{max-width:100%}")
+             ".partial{background:#fff3cd;padding:6px}.problem{background:#f8d7da;padding:6px}"
+             "img{max-width:100%}")
     document = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>rxwgan study report</title>"
                 f"<style>{style}</style></head><body>\n" + "\n".join(page) + "\n</body></html>\n")
     return "\n".join(md) + "\n", document
