@@ -142,3 +142,18 @@ def test_an_interrupted_command_is_said_by_status_and_note(tiny_study, tmp_path,
     markdown = write_report(study, tmp_path / "report", log=lambda _: None).markdown.read_text()
     assert "the last `rxwgan utility` did not end" in markdown
     assert "> folds: fold_0, fold_1" in markdown  # with the tables the earlier command wrote
+
+
+def test_a_killed_writers_temporary_files_are_removed_and_nothing_else(tiny_study, tmp_path):
+    """A kill between a temporary file and its rename left `.NAME.xxxx.tmp` files for ever
+    (found by bench/bench_utility_faults.py)."""
+    study = copy_of(tiny_study, tmp_path)
+    folder = study / "utility"
+    key_folder = next((folder / "runs" / "fold_0").iterdir())
+    left = [folder / ".utility.csv.1a2b3c4d.tmp", key_folder / ".real_x0_seed0.json.5e6f7a8b.tmp"]
+    mine = [folder / ".my_settings.json.1a2b3c4d.tmp", folder / "notes.txt"]
+    for path in left + mine:
+        path.write_text("partial")
+    run_utility(study, SETTINGS, LOCAL, log=lambda _: None)
+    assert not any(path.exists() for path in left)
+    assert all(path.read_text() == "partial" for path in mine)

@@ -27,7 +27,15 @@ import pandas as pd
 
 from rxwgan.base import atomic, folder_lock
 from rxwgan.base.errors import RxwganError
-from rxwgan.base.layout import UTILITY_FOLDER, UTILITY_SETTINGS
+from rxwgan.base.layout import (
+    UTILITY_FOLDER,
+    UTILITY_ROC,
+    UTILITY_RUNS_FOLDER,
+    UTILITY_SETTINGS,
+    UTILITY_SUMMARY,
+    UTILITY_SUMMARY_MARKDOWN,
+    UTILITY_TABLE,
+)
 from rxwgan.base.progress import Log
 from rxwgan.base.ray_runner import Outcome
 from rxwgan.data.table import read_table
@@ -121,6 +129,7 @@ def _check_ratios(folds: list[FoldInputs], settings: UtilitySettings) -> None:
 
 def _run_in(study: Path, out: Path, folds: list[FoldResults], computed: list[str], settings: UtilitySettings,
             options: UtilityOptions, overwrite: bool, log: Log) -> UtilityResult:
+    _remove_temporaries(out)
     warnings = _warnings([fold.fold for fold in folds])
     for line in warnings:
         log(f"warning: {line}")
@@ -158,6 +167,17 @@ def _run_in(study: Path, out: Path, folds: list[FoldResults], computed: list[str
         task_seconds=round(sum(r["seconds"] for fold in folds for r in fold.records), 1)))
     return UtilityResult(out, tables.runs, tables.summary, tables.comparisons,
                          {fold.name: fold.state for fold in folds}, errors, warnings)
+
+
+def _remove_temporaries(out: Path) -> None:
+    """The temporary files a killed command left (``rxwgan.base.atomic``): of its own tables, or
+    of result files; the lock is held, so no writer of ours is using them."""
+    own = {UTILITY_SETTINGS, UTILITY_TABLE, UTILITY_SUMMARY, UTILITY_SUMMARY_MARKDOWN, UTILITY_ROC}
+    for path in [*out.glob(".*"), *out.glob(f"{UTILITY_RUNS_FOLDER}/*/*/.*")]:
+        target = atomic.temporary_target(path.name)
+        if target is not None and path.is_file() and (target in own if path.parent == out
+                                                      else target.endswith(".json")):
+            path.unlink()
 
 
 def _log_set_aside(folds: list[FoldResults], log: Log) -> None:
