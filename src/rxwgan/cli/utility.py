@@ -46,6 +46,9 @@ def cmd_utility(args: argparse.Namespace) -> int:
     print(summary.read_text().split("\n\n")[0])
     for comparison in result.comparisons:
         print(comparison_line(comparison))
+    for line in summary.read_text().splitlines():  # the warnings, and the folds covered or not
+        if line.startswith("> "):
+            print(line.removeprefix("> "))
     print(f"wrote {result.folder / UTILITY_TABLE}, {UTILITY_SUMMARY}, {UTILITY_SUMMARY_MARKDOWN} and "
           f"{UTILITY_ROC} in {result.folder}")
     return 0 if result.ok else 1
