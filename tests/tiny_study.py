@@ -19,20 +19,23 @@ SETTINGS = UtilitySettings(repeats=1, control="swapped",
 LOCAL = UtilityOptions(local=True, workers=1)
 
 
-def train_study(table: Path, study: Path, folds: tuple[int, ...], **overrides) -> None:
+def train_study(table: Path, study: Path, folds: tuple[int, ...], group_column: str | None = None,
+                **overrides) -> None:
     """Train both class runs of each fold of a 2-fold study, one epoch of the tiny model
-    (``overrides``: other TrainConfig fields, such as another seed)."""
+    (``group_column``: patient-level folds; ``overrides``: other TrainConfig fields, such as
+    another seed)."""
     from rxwgan.data.splits import SplitSpec
     from rxwgan.train.config import TrainConfig
     from rxwgan.train.loop import train
 
     for fold in folds:
         for target in (0, 1):
+            split = SplitSpec(fold=fold, n_splits=2, group_column=group_column)
             train(TrainConfig(input=str(table), output=str(study / f"fold_{fold}" / f"target_{target}"),
                               model="tiny", epochs=1, batch_size=4, n_critic=1,
-                              split=SplitSpec(fold=fold, n_splits=2), target=target, save_for_each=10,
-                              disp_for_each=10, precision="fp32", cache_dir=str(table.parent / "cache"),
-                              progress=False, **overrides), log=lambda _: None)
+                              split=split, target=target, save_for_each=10, disp_for_each=10,
+                              precision="fp32", cache_dir=str(table.parent / "cache"), progress=False,
+                              **overrides), log=lambda _: None)
 
 
 def build_tiny_study(root: Path) -> Path:

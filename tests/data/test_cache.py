@@ -6,7 +6,7 @@ import pytest
 from helpers import write_png
 from rxwgan.base.errors import RxwganError
 from rxwgan.data.cache import ImageCache
-from rxwgan.data.images import load_image
+from rxwgan.data.images import decode_unit, model_image
 from rxwgan.data.table import read_table
 
 
@@ -19,10 +19,10 @@ def test_fills_once_then_reads(make_table, tmp_path, monkeypatch):
     cache = ImageCache(tmp_path / "c")
     first = cache.load(table.paths, 16, progress=False)
     assert first.shape == (6, 1, 16, 16) and len(entries(cache)) == 6
-    np.testing.assert_array_equal(first[2, 0], load_image(table.paths[2], 16))
+    np.testing.assert_array_equal(first[2, 0], model_image(decode_unit(table.paths[2]), 16))
 
     calls = []
-    monkeypatch.setattr("rxwgan.data.cache.load_image", lambda *a: calls.append(a))
+    monkeypatch.setattr("rxwgan.data.cache.decode_unit", lambda *a: calls.append(a))
     second = cache.load(table.paths, 16, progress=False)
     assert calls == []  # nothing decoded on a warm cache
     np.testing.assert_array_equal(first, second)

@@ -12,14 +12,24 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from rxwgan.base.errors import RxwganError
 from rxwgan.cli import main
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.data.splits import SplitSpec
+from rxwgan.data.twin_phantoms import PATIENT_COLUMN, write_twin_table
 from rxwgan.report.render import write_report
-from rxwgan.study.plan import RunStatus, parse_indices, plan_runs, plan_splits, study_status, write_status
+from rxwgan.study.plan import (
+    RunPlan,
+    RunStatus,
+    parse_indices,
+    plan_runs,
+    plan_splits,
+    study_status,
+    write_status,
+)
 from rxwgan.study.status import format_status
 from rxwgan.study.sweep import SweepOptions, run_sweep
 from rxwgan.train.config import TrainConfig
@@ -34,6 +44,12 @@ def data(tmp_path_factory) -> Path:
     """A phantom table and its own image cache (module fixtures run before conftest's per-test one)."""
     root = tmp_path_factory.mktemp("sweep")
     return write_demo_data(root / "data", n_images=40, size=32, seed=3)
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory) -> Path:
+    """About 50 images of 28 patients (1-5 images each), with a patient_id column."""
+    return write_twin_table(tmp_path_factory.mktemp("twins") / "data", n_patients=24, size=32, seed=0)
 
 
 def cache_of(table: Path) -> str:
@@ -106,6 +122,19 @@ def test_plan_names_run_folders_by_split_and_target():
 def test_cli_refuses_bad_plans_before_starting_anything(data, tmp_path, capsys, flags, message):
     assert main(cli_flags(data, tmp_path / "study", *flags)) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()
+
+
+def test_the_plan_records_the_group_column_of_every_run():
+    [run] = plan_runs(plan_splits("kfold", n_splits=2, folds=[1], group_column=PATIENT_COLUMN), [0])
+    entry = run.to_dict()  # the run's entry in sweep.json
+    assert entry["group_column"] == PATIENT_COLUMN and RunPlan.from_dict(entry) == run
+    assert "group_column" not in plan_runs(plan_splits("kfold", n_splits=2), [0])[0].to_dict()
+
+
+def test_cli_refuses_a_group_column_the_table_lacks_before_starting_anything(data, tmp_path, capsys):
+    assert main(cli_flags(data, tmp_path / "study", "--group-column", PATIENT_COLUMN)) == 2
+    assert f"no column '{PATIENT_COLUMN}'" in capsys.readouterr().err
     assert not (tmp_path / "study").exists()
 
 
@@ -182,6 +211,23 @@ def test_a_study_with_other_settings_is_refused(swept, data, capsys):
     assert "other settings (--lr 0.0001 -> 0.001)" in capsys.readouterr().err
     assert main(cli_flags(data, study, "--n_splits", "3", "--folds", "0", "--epochs", "2")) == 2
     assert "--n_splits 2 -> 3" in capsys.readouterr().err
+
+
+def test_a_grouped_sweep_records_its_column_and_refuses_another_grouping(local_ray, twins, tmp_path, capsys):
+    assert main(cli_flags(twins, tmp_path, "--n_splits", "2", "--folds", "0", "--epochs", "1",
+                          "--group_column", PATIENT_COLUMN)) == 0
+    runs = json.loads((tmp_path / "sweep.json").read_text())["runs"]
+    assert [run["group_column"] for run in runs] == [PATIENT_COLUMN] * 2
+    for run in runs:
+        folder = tmp_path / run["path"]
+        split = json.loads((folder / "config.json").read_text())["config"]["split"]
+        assert split["group_column"] == PATIENT_COLUMN
+        rows = pd.read_csv(folder / "split.csv")
+        train, val = (set(rows.loc[rows["partition"] == name, PATIENT_COLUMN]) for name in ("train", "val"))
+        assert train and val and not train & val
+    # Another fold of the same study without the flag: its folds would not be one partition.
+    assert main(cli_flags(twins, tmp_path, "--n_splits", "2", "--folds", "1", "--epochs", "1")) == 2
+    assert f"--group-column {PATIENT_COLUMN} -> None" in capsys.readouterr().err
 
 
 def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(local_ray, data, tmp_path):

@@ -148,9 +148,11 @@ def add_table_flags(parser: argparse.ArgumentParser, owner: Any = None) -> None:
             add_setting(parser, owner, name, *names, help=text)
 
 
-def add_split_flags(parser: argparse.ArgumentParser, what: str = "", default_fold: bool = True) -> None:
-    """--fold/--n_splits (k-fold), --test/--sort (the old 10x10 scheme) and --split-seed;
-    ``default_fold``: without them, the split is k-fold 0 of DEFAULT_N_SPLITS."""
+def add_split_flags(parser: argparse.ArgumentParser, what: str = "", default_fold: bool = True,
+                    grouped: bool = True) -> None:
+    """--fold/--n_splits (k-fold), --test/--sort (the old 10x10 scheme), --split-seed and (with
+    ``grouped``) --group-column; ``default_fold``: without them, the split is k-fold 0 of
+    DEFAULT_N_SPLITS."""
     folds = f" (default: {DEFAULT_N_SPLITS})" if default_fold else ""
     parser.add_argument("--fold", type=int, help=f"{what}k-fold scheme: the validation fold")
     parser.add_argument("--n_splits", "--n-splits", dest="n_splits", type=int,
@@ -158,6 +160,8 @@ def add_split_flags(parser: argparse.ArgumentParser, what: str = "", default_fol
     parser.add_argument("--test", type=int, help=f"{what}stratified scheme: test fold 0..9")
     parser.add_argument("--sort", type=int, help=f"{what}stratified scheme: validation fold 0..9 within it")
     add_split_seed_flag(parser)
+    if grouped:
+        add_group_column_flag(parser)
 
 
 def add_split_seed_flag(parser: argparse.ArgumentParser) -> None:
@@ -165,10 +169,20 @@ def add_split_seed_flag(parser: argparse.ArgumentParser) -> None:
                         help="seed that shuffles the folds, as in the old tool (default %(default)s)")
 
 
+def add_group_column_flag(parser: argparse.ArgumentParser) -> None:
+    """--group-column: patient-level folds. A plain flag, not a bound setting: it sets a field of
+    the run's SplitSpec, as the other split flags do, and its default is SplitSpec's."""
+    parser.add_argument("--group-column", "--group_column", dest="group_column", metavar="COL",
+                        default=setting_defaults(SplitSpec)["group_column"],
+                        help="column of the table whose rows stay together, e.g. a patient id: every value "
+                             "lands whole on one side of every split; recorded with the run (default: none, "
+                             "rows are split one by one as in the old tool)")
+
+
 def split_spec(args: argparse.Namespace, default_fold: bool = True) -> SplitSpec:
     """The partition the flags name (k-fold 0 of 5 when none, if ``default_fold``), checked."""
     values = {"fold": args.fold, "n_splits": args.n_splits, "test": args.test, "sort": args.sort,
-              "seed": args.split_seed}
+              "seed": args.split_seed, "group_column": args.group_column}
     spec = SplitSpec.from_flags(**values) if default_fold else SplitSpec(**values)
     spec.check()
     return spec

@@ -1,4 +1,4 @@
-"""Verbs of the data layer: ``table check|build|split``, ``cache``, ``demo-data``."""
+"""Verbs of the data layer: ``table check|build|split|dedupe``, ``cache``, ``demo-data``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 from rxwgan.base.errors import RxwganError
 from rxwgan.cli.common import (
     EXIT_USAGE,
+    Lazy,
     OneLineParser,
     add_setting,
     add_split_flags,
@@ -22,14 +25,23 @@ from rxwgan.cli.common import (
     split_spec,
 )
 from rxwgan.data.phantoms import FINDINGS, write_demo_data
+from rxwgan.data.splits import SplitSpec
+from rxwgan.data.table import Table
+
+MAX_GROUPS_LISTED = 20  # twin groups ``table check`` lists of each kind; it counts them all
+MAX_ROWS_LISTED = 10  # rows listed of one group
 
 
 def cmd_table_check(args: argparse.Namespace) -> int:
     from rxwgan.data.cache import ImageCache
+    from rxwgan.data.duplicates import check_near_threshold, find_duplicates
     from rxwgan.data.images import check_bit_depth
     from rxwgan.data.table import read_rows, validate
 
     check_bit_depth(args.bit_depth)
+    twins = {name: setting_value(args, find_duplicates, name) for name in ("near_threshold", "near")}
+    check_near_threshold(twins["near_threshold"])
+    spec = split_spec(args, default_fold=False) if _names_a_split(args) else None
     table = read_rows(Path(args.table), args.path_column, args.target_column)
     problems = validate(table, target=args.target)
     print(f"{table.source}: {len(table)} rows")
@@ -55,11 +67,110 @@ def cmd_table_check(args: argparse.Namespace) -> int:
         failures = cache.fill(paths, args.size, [table.row_label(i) for i in present], depths=depths)
         if failures:  # every one listed: this is the report a user fixes the table from
             problems.append(f"{len(failures)} unreadable image(s): " + "; ".join(failures))
+        found = find_duplicates(cache, paths, args.size, depths, **twins)
+        exact = [[present[i] for i in group] for group in found.exact]
+        near = None if found.near is None else [[present[i] for i in group] for group in found.near]
+        _print_twins(table, exact, near, twins["near_threshold"])
+        if spec is not None:
+            _print_straddling(table, spec, exact, near, sound=not problems)
     if problems:
         for problem in problems:
             print(f"problem: {problem}", file=sys.stderr)
         return EXIT_USAGE
     print("no problems found")
+    return 0
+
+
+def _names_a_split(args: argparse.Namespace) -> bool:
+    """Whether the split flags name a partition to check the twins against."""
+    flags = ("fold", "n_splits", "test", "sort", "group_column")
+    return any(getattr(args, name) is not None for name in flags)
+
+
+def _print_twins(table: Table, exact: list[list[int]], near: list[list[int]] | None,
+                 threshold: float) -> None:
+    """The twins section of ``table check``: counts, then the groups (row positions) of each kind."""
+    counts = f"{_count(exact, 'exact group')} ({sum(map(len, exact))} rows)"
+    if near is None:
+        counts += "; near twins not searched (--no-near)"
+    else:
+        counts += (f", {_count(near, 'near group')} ({sum(map(len, near))} rows) within {threshold:g} "
+                   f"grey levels")
+    print(f"duplicates: {counts}")
+    for kind, groups in (("exact", exact), ("near", near or [])):
+        for number, group in enumerate(groups[:MAX_GROUPS_LISTED], 1):
+            rows = "; ".join(_row(table, i) for i in group[:MAX_ROWS_LISTED])
+            more = f"; and {len(group) - MAX_ROWS_LISTED} more" if len(group) > MAX_ROWS_LISTED else ""
+            print(f"{kind} {number}: {len(group)} rows{_classes_differ(table, group)}: {rows}{more}")
+        if len(groups) > MAX_GROUPS_LISTED:
+            print(f"and {_count(groups[MAX_GROUPS_LISTED:], f'more {kind} group')}")
+
+
+def _print_straddling(table: Table, spec: SplitSpec, exact: list[list[int]], near: list[list[int]] | None,
+                      sound: bool) -> None:
+    """How many twin groups have rows on both sides of the split the flags name."""
+    from rxwgan.data.duplicates import straddling
+    from rxwgan.data.splits import partition_table
+
+    name = (f"fold {spec.fold} of {spec.n_splits}" if spec.scheme == "kfold"
+            else f"test {spec.test} sort {spec.sort}")
+    name += f" grouped by {spec.group_column}" if spec.group_column else ""
+    if not sound:
+        print(f"split {name}: not checked against the twins until the problems are fixed")
+        return
+    parts = partition_table(table, spec).labels(len(table))
+    counts = [f"{straddling(exact, parts)} of {_count(exact, 'exact group')}"]
+    if near is not None:
+        counts.append(f"{straddling(near, parts)} of {_count(near, 'near group')}")
+    print(f"split {name}: {' and '.join(counts)} straddle the partitions")
+
+
+def _count(items: Sequence, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _row(table: Table, position: int) -> str:
+    """A row as listings name it: its numbers, its image path as written, and its class."""
+    frame = table.frame
+    target = (f" (target {frame[table.target_column].iloc[position]})"
+              if table.target_column in frame.columns else "")
+    return f"{table.row_label(position)} {frame[table.path_column].iloc[position]}{target}"
+
+
+def _classes_differ(table: Table, group: list[int]) -> str:
+    if table.target_column not in table.frame.columns:
+        return ""
+    classes = sorted({str(value) for value in table.frame[table.target_column].iloc[group]})
+    return f", classes differ ({', '.join(classes)})" if len(classes) > 1 else ""
+
+
+def cmd_table_dedupe(args: argparse.Namespace) -> int:
+    from rxwgan.data.cache import ImageCache
+    from rxwgan.data.duplicates import exact_groups, pixel_hashes
+    from rxwgan.data.images import check_bit_depth
+    from rxwgan.data.table import read_table
+
+    check_bit_depth(args.bit_depth)
+    table = read_table(args.table, args.path_column, args.target_column)
+    out = Path(args.output)
+    if out.resolve() == table.source:
+        raise RxwganError(f"-o {out} is the table itself: dedupe writes a new table, name another file")
+    refuse_existing(out, args.overwrite)
+    cache = ImageCache(args.cache_dir)
+    paths = table.paths
+    hashes = pixel_hashes(cache, paths, cache.bit_depths(paths, args.bit_depth))
+    unreadable = [table.row_label(i) for i, key in enumerate(hashes) if key is None]
+    if unreadable:
+        raise RxwganError(f"{len(unreadable)} image(s) could not be decoded (first: {unreadable[0]}); "
+                          f"rxwgan table check lists why")
+    groups = exact_groups(hashes)
+    dropped = {i for group in groups for i in group[1:]}
+    replace(table, frame=table.frame.iloc[[i for i in range(len(table)) if i not in dropped]]).write(out)
+    for group in groups:
+        print(f"kept {_row(table, group[0])}{_classes_differ(table, group)}; dropped "
+              + "; ".join(_row(table, i) for i in group[1:]))
+    print(f"wrote {out}: {len(table) - len(dropped)} of {len(table)} rows, one per exact group "
+          f"({len(dropped)} dropped); no image was deleted")
     return 0
 
 
@@ -87,26 +198,28 @@ def _parse_classes(text: str) -> dict[str, int]:
 
 
 def cmd_table_split(args: argparse.Namespace) -> int:
-    from rxwgan.data.splits import partition
+    from rxwgan.data.splits import partition, table_groups
     from rxwgan.data.table import read_table
 
     spec = split_spec(args, default_fold=False)
     table = read_table(args.table, args.path_column, args.target_column, check_files=False)
     out = Path(args.output)
     refuse_existing(out, args.overwrite)
-    parts = partition(table.targets, spec)
+    groups = table_groups(table, spec)
+    parts = partition(table.targets, spec, groups)
     table.write(out, {"partition": parts.labels(len(table))})
-    print(f"wrote {out}: {_describe_partition(table.targets, parts)}")
+    print(f"wrote {out}: {_describe_partition(table.targets, parts, groups, spec.group_column)}")
     return 0
 
 
-def _describe_partition(targets, parts) -> str:
+def _describe_partition(targets, parts, groups=None, group_column: str | None = None) -> str:
     pieces = []
     for name in ("train", "val", "test"):
         rows = getattr(parts, name)
         if len(rows) or name != "test":
             per_class = Counter(int(t) for t in targets[rows])
-            pieces.append(f"{name} {len(rows)} (target 0: {per_class[0]}, target 1: {per_class[1]})")
+            whole = "" if groups is None else f"{len(set(groups[rows]))} {group_column} groups, "
+            pieces.append(f"{name} {len(rows)} ({whole}target 0: {per_class[0]}, target 1: {per_class[1]})")
     return ", ".join(pieces)
 
 
@@ -152,13 +265,24 @@ def add_cache_flags(parser: argparse.ArgumentParser) -> None:
     """What fills the image cache; ``table check`` fills it too, so train decodes nothing."""
     parser.add_argument("--size", type=int, default=128,
                         help="square size in pixels to cache (the model's: v1 128, small 64)")
-    parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", help="cache folder")
+    add_cache_dir_flag(parser)
     add_bit_depth_flag(parser)
 
 
+def add_cache_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", help="cache folder")
+
+
+def _find_duplicates() -> Any:
+    """The owner of the twin flags, imported when read (it loads the image cache)."""
+    from rxwgan.data.duplicates import find_duplicates
+
+    return find_duplicates
+
+
 def register(verbs: argparse._SubParsersAction) -> None:
-    """Add ``table check|build|split``, ``cache`` and ``demo-data``."""
-    table = verbs.add_parser("table", help="check, build or split a table of images")
+    """Add ``table check|build|split|dedupe``, ``cache`` and ``demo-data``."""
+    table = verbs.add_parser("table", help="check, build, split or dedupe a table of images")
     table_verbs = table.add_subparsers(dest="table_verb", required=True, parser_class=OneLineParser)
 
     check = table_verbs.add_parser("check", help="validate a table and summarise it")
@@ -166,7 +290,23 @@ def register(verbs: argparse._SubParsersAction) -> None:
     check.add_argument("-t", "--target", type=int, help="also check this class is not empty")
     add_cache_flags(check)
     add_table_flags(check)
+    twins = partial(add_setting, check, Lazy(_find_duplicates))
+    twins("near_threshold", "--near-threshold", "--near_threshold", type=float, metavar="GREY",
+          help="near twins: largest RMS difference between two images, in grey levels of 255, after "
+               "the best shift by a pixel or so")
+    twins("near", "--no-near", "--no_near", action="store_false",
+          help="skip the search for near twins (exact twins are still listed)")
+    add_split_flags(check, "count twins across a split, ", default_fold=False)
     check.set_defaults(handler=cmd_table_check)
+
+    dedupe = table_verbs.add_parser("dedupe", help="write the table keeping one row per exact twin group")
+    dedupe.add_argument("table")
+    dedupe.add_argument("-o", "--output", required=True, help="CSV to write (never the table itself)")
+    dedupe.add_argument("--overwrite", action="store_true")
+    add_cache_dir_flag(dedupe)
+    add_bit_depth_flag(dedupe)
+    add_table_flags(dedupe)
+    dedupe.set_defaults(handler=cmd_table_dedupe)
 
     build = table_verbs.add_parser("build", help="write a table for a folder of images")
     build.add_argument("folder", help="Shenzhen/Montgomery folder (images/, clinical/) "

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.layout import REPORT_FOLDER
-from rxwgan.cli.common import Lazy, add_setting, add_split_seed_flag, given, setting_value
+from rxwgan.cli.common import (
+    Lazy,
+    add_group_column_flag,
+    add_setting,
+    add_split_seed_flag,
+    given,
+    setting_value,
+)
 from rxwgan.cli.train import add_loop_flags, add_model_flags, train_config
 from rxwgan.data.splits import DEFAULT_N_SPLITS, STRATIFIED_FOLDS
 from rxwgan.study.sweep import SweepOptions
@@ -36,6 +43,7 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tests", help=f"stratified: test folds, e.g. 0-3 (default: {every})")
     parser.add_argument("--sorts", help=f"stratified: sorts within each test (default: {every})")
     add_split_seed_flag(parser)
+    add_group_column_flag(parser)
     parser.add_argument("--targets", default="0,1", help="classes to learn (default %(default)s)")
     add_loop_flags(parser)
     parser.add_argument("--eval_fit_all", "--eval-fit-all", dest="eval_fit_all", action="store_true",
@@ -81,7 +89,7 @@ def sweep_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[RunPlan]]:
         return None if value is None else parse_indices(value, f"--{flag}")
 
     splits = plan_splits(scheme, args.n_splits, indices("folds"), indices("tests"), indices("sorts"),
-                         args.split_seed)
+                         args.split_seed, args.group_column)
     base = dataclasses.replace(train_config(args), progress=False)
     return base, plan_runs(splits, parse_indices(args.targets, "--targets"))
 

@@ -1,11 +1,14 @@
 """Decode-once image cache, keyed by file content, target size, depth and preprocessing version.
 
 Entries are small uncompressed ``.npz`` files: NumPy's zip container checks a CRC on
-read, so a truncated or bit-flipped entry is detected and rebuilt, never trusted.
+read, so a truncated or bit-flipped entry is detected and rebuilt, never trusted. Every
+decode also remembers the hash of the file's full-resolution pixels (``pixel_hash``), so
+that finding identical images (``rxwgan.data.duplicates``) decodes nothing again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 from collections.abc import Sequence
@@ -23,7 +26,8 @@ from rxwgan.data.images import (
     Depth,
     ImageHeader,
     check_bit_depth,
-    load_image,
+    decode_unit,
+    model_image,
     pixel_peak,
     read_header,
     round_depth,
@@ -31,6 +35,14 @@ from rxwgan.data.images import (
 from rxwgan.data.table import MAX_LISTED, Table, md5_of_file
 
 CACHE_ENV = "RXWGAN_CACHE_DIR"
+PIXEL_HASH_FOLDER = "pixel_hashes"  # beside the entries: each file's full-resolution pixel hash
+
+
+def pixel_hash(pixels: np.ndarray) -> str:
+    """A digest of an array's values, shape and type: equal exactly when the pixels are."""
+    digest = hashlib.blake2b(f"{pixels.shape}{pixels.dtype}".encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -152,11 +164,34 @@ class ImageCache:
         cached = _read_entry(entry, size)
         if cached is not None:
             return cached
-        image = load_image(path, size, bits)
+        unit = decode_unit(path, bits)
+        self._remember_hash(path, bits, unit)
+        image = model_image(unit, size)
         with atomic.atomic_path(entry) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, image=image)
         return image
+
+    def pixel_hash(self, path: Path, bits: int | None = None) -> str | None:
+        """``pixel_hash`` of the file decoded at ``bits`` (None where it cannot be decoded),
+        remembered by content: files of the same bytes, and later calls, decode nothing."""
+        memo = self._hash_path(md5_of_file(path), bits)
+        known = memo.read_text().strip() if memo.is_file() else ""
+        if len(known) == 32 and all(c in "0123456789abcdef" for c in known):
+            return known
+        try:
+            return self._remember_hash(path, bits, decode_unit(path, bits))
+        except (RxwganError, OSError):
+            return None
+
+    def _remember_hash(self, path: Path, bits: int | None, unit: np.ndarray) -> str:
+        digest = pixel_hash(unit)
+        atomic.write_text(self._hash_path(md5_of_file(path), bits), digest)
+        return digest
+
+    def _hash_path(self, md5: str, bits: int | None) -> Path:
+        name = f"{md5}-{bits}bit.txt" if bits else f"{md5}.txt"
+        return self.root / f"v{PREPROCESS_VERSION}" / PIXEL_HASH_FOLDER / md5[:2] / name
 
     def _peak(self, path: Path) -> int:
         """A wide image's largest pixel, remembered by content (0 when unreadable)."""

@@ -233,7 +233,6 @@ def resize_unit(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
-def load_image(path: str | Path, size: int, bit_depth: int | None = None) -> np.ndarray:
-    """Decode, resize and map to [-1, 1]: what the cache stores for one file."""
-    unit = resize_unit(decode_unit(path, bit_depth), size)
-    return (unit * 2.0 - 1.0).astype(np.float32)
+def model_image(unit: np.ndarray, size: int) -> np.ndarray:
+    """A decoded image (``decode_unit``) resized and mapped to [-1, 1]: what the cache stores."""
+    return (resize_unit(unit, size) * 2.0 - 1.0).astype(np.float32)

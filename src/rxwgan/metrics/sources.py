@@ -177,7 +177,7 @@ def table_images(csv: str | Path, size: int, *, split=None, partition: str | Non
     ``partition`` defaults to ``val`` with a split and ``all`` without. Every row of the
     table is loaded too (``fit_images``): the trained space is fitted on all of them.
     """
-    from rxwgan.data.splits import partition as split_rows
+    from rxwgan.data.splits import partition_table
 
     table = read_table(csv, path_column, target_column, target=target)
     partition = partition or ("val" if split is not None else "all")
@@ -187,7 +187,7 @@ def table_images(csv: str | Path, size: int, *, split=None, partition: str | Non
         raise RxwganError(f"--partition {partition} needs a split: --fold K --n_splits N "
                           f"or --test T --sort S")
     targets = table.targets
-    rows = np.arange(len(table)) if partition == "all" else getattr(split_rows(targets, split), partition)
+    rows = np.arange(len(table)) if partition == "all" else getattr(partition_table(table, split), partition)
     if target is not None:
         rows = rows[targets[rows] == target]
     where = f"{split.name} {partition}" if split is not None else "all rows"

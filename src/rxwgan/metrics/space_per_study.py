@@ -26,7 +26,7 @@ import torch
 from rxwgan.base import atomic
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.layout import RUN_SPACE_RECORD, STUDY_SPACE_FILE
-from rxwgan.data.splits import partition
+from rxwgan.data.splits import partition_table
 from rxwgan.data.table import Table, read_table
 from rxwgan.metrics.metric_registry import METRICS
 from rxwgan.metrics.space_builder import (
@@ -86,7 +86,7 @@ def space_of_run(config: Any, table: Table, train_rows: Sequence[int], size: int
 def run_space(config: Any, size: int, device: str | torch.device = "cpu") -> FeatureSpace:
     """``space_of_run`` for a run known only by its settings: its table is read from ``config.input``."""
     table = read_table(config.input, config.path_column, config.target_column, check_files=False)
-    return space_of_run(config, table, partition(table.targets, config.split).train, size, device)
+    return space_of_run(config, table, partition_table(table, config.split).train, size, device)
 
 
 def record_run_space(folder: Path, space: FeatureSpace, history: dict[str, list]) -> None:
@@ -139,7 +139,7 @@ def study_space(features: str, study: Path, csv: str | Path, splits: Sequence[An
     table = read_table(csv, path_column, target_column, check_files=False)
     scored = np.zeros(len(table), dtype=bool)
     for spec in splits:
-        parts = partition(table.targets, spec)
+        parts = partition_table(table, spec)
         scored[parts.val] = True
         scored[parts.test] = True
     file = study / STUDY_SPACE_FILE

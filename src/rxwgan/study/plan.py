@@ -61,15 +61,16 @@ def parse_indices(text: str, flag: str) -> list[int]:
 
 def plan_splits(scheme: str, n_splits: int | None = None, folds: Sequence[int] | None = None,
                 tests: Sequence[int] | None = None, sorts: Sequence[int] | None = None,
-                seed: int = DEFAULT_SEED) -> list[SplitSpec]:
-    """Every partition of the study: folds of k-fold, or tests x sorts of the stratified scheme."""
+                seed: int = DEFAULT_SEED, group_column: str | None = None) -> list[SplitSpec]:
+    """Every partition of the study: folds of k-fold, or tests x sorts of the stratified scheme
+    (``group_column``: each grouped by that column)."""
     if scheme == "kfold":
         n_splits = DEFAULT_N_SPLITS if n_splits is None else n_splits
         chosen = range(n_splits) if folds is None else folds
-        specs = [SplitSpec(fold=f, n_splits=n_splits, seed=seed) for f in chosen]
+        specs = [SplitSpec(fold=f, n_splits=n_splits, seed=seed, group_column=group_column) for f in chosen]
     elif scheme == "stratified":
         every = range(STRATIFIED_FOLDS)
-        specs = [SplitSpec(test=t, sort=s, seed=seed)
+        specs = [SplitSpec(test=t, sort=s, seed=seed, group_column=group_column)
                  for t in (every if tests is None else tests) for s in (every if sorts is None else sorts)]
     else:
         raise RxwganError(f"--scheme must be kfold or stratified, not {scheme!r}")

@@ -81,7 +81,7 @@ def run_sweep(base: TrainConfig, study: str | Path, runs: Sequence[RunPlan],
     base = _prepare_base(base, runs)
     sweep_id = uuid.uuid4().hex
     _check_study(study, base, runs)
-    _fill_cache(base)
+    _fill_cache(base, runs)
     base, space = study_space(study, base, runs, eval_fit_all)
     pending = [run for run in runs
                if base.overwrite or not is_finished(study / run.path, planned_epochs(study / run.path, base))]
@@ -135,19 +135,27 @@ def _check_study(study: Path, base: TrainConfig, runs: Sequence[RunPlan]) -> Non
     # Each run has its own partition and target; the study's settings are the rest.
     changed = dataclasses.replace(base, split=saved.split, target=saved.target).differences(saved)
     planned = {entry["path"]: SplitSpec.from_dict(entry) for entry in previous.get("runs", [])}
-    changed += sorted({change for run in runs if run.path in planned
-                       for change in run.split.changes_from(planned[run.path])})
+    changes = {change for run in runs if run.path in planned
+               for change in run.split.changes_from(planned[run.path])}
+    # One grouping per study, new runs included: its folds are parts of one partition of the table.
+    changes |= {f"--group-column {spec.group_column} -> {run.split.group_column}"
+                for spec in planned.values() for run in runs if spec.group_column != run.split.group_column}
+    changed += sorted(changes)
     if changed:
         raise RxwganError(f"{study} holds a study with other settings ({'; '.join(changed)}): "
                           f"use another -o, or --overwrite to start its runs afresh")
 
 
-def _fill_cache(base: TrainConfig) -> None:
-    """Decode every image of the table once, here, before the runs read them side by side."""
+def _fill_cache(base: TrainConfig, runs: Sequence[RunPlan]) -> None:
+    """Decode every image of the table once, here, before the runs read them side by side; a
+    group column the table lacks is refused here too, not in every run."""
     from rxwgan.data.cache import ImageCache
+    from rxwgan.data.splits import table_groups
     from rxwgan.data.table import read_table
 
     table = read_table(base.input, base.path_column, base.target_column)
+    for spec in {run.split.group_column: run.split for run in runs}.values():
+        table_groups(table, spec)
     ImageCache(base.cache_dir).load_rows(table, image_size(base), progress=sys.stderr.isatty(),
                                          bit_depth=base.bit_depth)
 

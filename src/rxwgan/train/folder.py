@@ -29,11 +29,13 @@ from rxwgan.base.layout import (
     FINAL_FILES,
     HISTORY_FILE,
     MANIFEST_FILE,
+    PARTITION_COLUMN,
     RUN_FILE_PATTERNS,
     SPLIT_FILE,
 )
 from rxwgan.base.progress import Log
-from rxwgan.data.table import Table, md5_of_file
+from rxwgan.data.splits import SplitSpec, partition_table, table_groups
+from rxwgan.data.table import Table, md5_of_file, read_table
 from rxwgan.models.files import resolve_model_path
 from rxwgan.train.checkpoint import load_checkpoint
 from rxwgan.train.config import TrainConfig
@@ -95,13 +97,36 @@ class Manifest:
         self.exists = True
 
 
-def table_fingerprint(table: Table) -> dict[str, Any]:
-    """What the run's split depends on: each row's path as written, file md5 and target."""
+def table_fingerprint(table: Table, split: SplitSpec | None = None) -> dict[str, Any]:
+    """What the run's split depends on: each row's path as written, file md5 and target, and
+    its group when ``split`` is grouped (only then: an ungrouped run's fingerprint is unchanged)."""
     rows = [[str(value), md5_of_file(path), int(target)]
             for value, path, target in zip(table.frame[table.path_column], table.paths, table.targets,
                                            strict=True)]
-    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
-    return {"sha256": digest, "rows": rows}
+    groups = None if split is None else table_groups(table, split)
+    if groups is None:
+        return {"sha256": _digest(rows), "rows": rows}
+    rows = [[*row, str(group)] for row, group in zip(rows, groups, strict=True)]
+    return {"sha256": _digest(rows), "rows": rows, "group_column": split.group_column}
+
+
+def check_split_file(split_csv: Path, config: TrainConfig) -> None:
+    """A grouped run's ``split.csv`` must still give its own partition from its groups: when it
+    does not, its group column (or rows) changed since the run split them. (An ungrouped run's
+    is the old tool's row by row: nothing to check.)"""
+    if config.split.group_column is None:
+        return
+    table = read_table(split_csv, config.path_column, config.target_column, check_files=False)
+    recorded = table.frame.get(PARTITION_COLUMN)
+    if recorded is None:
+        return  # not a run's split: its readers (run_info) say so
+    if partition_table(table, config.split).labels(len(table)) != recorded.astype(str).tolist():
+        raise RxwganError(f"{split_csv}: its {config.split.group_column} column no longer gives the run's "
+                          f"{PARTITION_COLUMN} column (the groups changed since the run split them)")
+
+
+def _digest(rows: list[list[Any]]) -> str:
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
 def inputs_of(config: TrainConfig) -> set[Path]:
@@ -180,9 +205,11 @@ def _check_same_table(folder: Path, saved: dict[str, Any] | None, now: dict[str,
     added = [p for p in after if p not in before]
     content = [p for p in before if p in after and before[p][1] != after[p][1]]
     targets = [p for p in before if p in after and before[p][2] != after[p][2]]
+    groups = [p for p in before if p in after and before[p][3:] != after[p][3:]]
     parts = [f"{len(paths)} row(s) {what} (first: {paths[0]})"
              for what, paths in (("removed", removed), ("added", added),
-                                 ("with other image content", content), ("with another target", targets))
+                                 ("with other image content", content), ("with another target", targets),
+                                 (f"with another {now.get('group_column')}", groups))
              if paths]
     if not parts:
         parts = ["the rows are in another order"]

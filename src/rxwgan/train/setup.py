@@ -19,7 +19,7 @@ from rxwgan.base.devices import resolve_device, resolve_precision
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.progress import Log
 from rxwgan.data.cache import ImageCache
-from rxwgan.data.splits import Partition, partition
+from rxwgan.data.splits import Partition, partition_table
 from rxwgan.data.table import Table, read_table
 from rxwgan.train.artefacts import RunFolder
 from rxwgan.train.config import TrainConfig
@@ -51,8 +51,8 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     table = read_table(config.input, config.path_column, config.target_column, target=config.target)
-    table_print = table_fingerprint(table)
-    parts = partition(table.targets, config.split)
+    table_print = table_fingerprint(table, config.split)
+    parts = partition_table(table, config.split)
     rows = class_rows(config, table, parts)
     batches = len(rows["train"]) // min(config.batch_size, len(rows["train"]))
     epochs = config.total_epochs(batches)
@@ -62,7 +62,10 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
     arch = resumed.get("arch") or resumed.get("config", {}).get("model")  # older checkpoints: config
     generator, critic = (initial_network(config, role, arch) for role in ("generator", "critic"))
     train_images, val_images = fold_images(config, table, rows, int(generator.image_size), device)
-    log(f"{config.split.name}, target {config.target}: {len(train_images)} training and "
+    if config.split.group_column is None:
+        warn_straddling_twins(config, table, rows, log)
+    grouped = "" if config.split.group_column is None else f" (whole {config.split.group_column} groups)"
+    log(f"{config.split.name}{grouped}, target {config.target}: {len(train_images)} training and "
         f"{0 if val_images is None else len(val_images)} validation images at {generator.image_size}px "
         f"on {device} ({precision})")
     if config.kimg is not None or config.gen_steps is not None:
@@ -106,6 +109,24 @@ def class_rows(config: TrainConfig, table: Table, parts: Partition) -> dict[str,
         raise RxwganError(f"{config.input}: only {len(rows['train'])} training row(s) of target "
                           f"{config.target} in {config.split.name}; at least 2 are needed")
     return rows
+
+
+def warn_straddling_twins(config: TrainConfig, table: Table, rows: dict[str, list[int]], log: Log) -> None:
+    """One warning line when identical images sit on both sides of the run's split: its
+    validation scores then flatter the generator. The images were just decoded, so their
+    pixel hashes are remembered and this reads them back."""
+    from rxwgan.data.duplicates import exact_groups, pixel_hashes, straddling
+
+    positions = rows["train"] + rows["val"]
+    paths = [table.paths[i] for i in positions]
+    cache = ImageCache(config.cache_dir)
+    groups = exact_groups(pixel_hashes(cache, paths, cache.bit_depths(paths, config.bit_depth)))
+    sides = ["train"] * len(rows["train"]) + ["val"] * len(rows["val"])
+    count = straddling(groups, sides)
+    if count:
+        log(f"warning: {count} group(s) of identical images of target {config.target} straddle training "
+            f"and validation in {config.split.name}; --group-column COL keeps a patient's rows on one side, "
+            f"and rxwgan table dedupe drops exact twins")
 
 
 def fold_images(config: TrainConfig, table: Table, rows: dict[str, list[int]], size: int,

@@ -21,7 +21,7 @@ from rxwgan.base.errors import RxwganError
 from rxwgan.base.json_files import read_json
 from rxwgan.base.layout import BEST_GENERATOR, CONFIG_FILE, TRAINED_GENERATOR, utility_result
 from rxwgan.base.progress import Log
-from rxwgan.data.splits import SplitSpec, partition
+from rxwgan.data.splits import SplitSpec, grouped_holdout, partition, table_groups
 from rxwgan.data.table import read_table
 from rxwgan.models.files import file_sha256
 from rxwgan.study.plan import study_runs
@@ -55,6 +55,7 @@ class FoldInputs:
     generators: dict[int, str]  # target -> generator file
     generator_kinds: dict[int, str]  # target -> "best" or "trained"
     generator_sha256: dict[int, str]  # target -> its file's sha256 when the plan was made
+    image_size: int  # the runs' image size: the table's images are cached at it
 
     @property
     def test_partition(self) -> str:
@@ -117,7 +118,7 @@ def study_folds(study: Path, table: str | Path | None = None, splits: list[str] 
     if unknown:
         raise RxwganError(f"--folds: {', '.join(unknown)} not in {study} "
                           f"(it has {', '.join(sorted(by_split))})")
-    fingerprints: dict[tuple[Path, str, str], str] = {}  # the folds share a table: read it once
+    fingerprints: dict[tuple[Path, str, str, str | None], str] = {}  # the folds share a table: read it once
     return [_fold(study, name, by_split[name], table, fingerprints) for name in chosen]
 
 
@@ -141,7 +142,7 @@ def _finished(study: Path, runs: dict[int, Any]) -> bool:
 
 
 def _fold(study: Path, name: str, runs: dict[int, Any], table: str | Path | None,
-          fingerprints: dict[tuple[Path, str, str], str]) -> FoldInputs:
+          fingerprints: dict[tuple[Path, str, str, str | None], str]) -> FoldInputs:
     missing = [t for t in (0, 1) if t not in runs]
     if missing:
         raise RxwganError(f"{study / name}: no run of target {missing[0]}; the classifier needs a "
@@ -165,26 +166,36 @@ def _fold(study: Path, name: str, runs: dict[int, Any], table: str | Path | None
         raise RxwganError(f"{path}: the table {study / name} trained on is not there; pass --table "
                           f"with its new place")
     sha = str(configs[0].get("table_sha256"))
-    read = (path.resolve(), first.path_column, first.target_column)
-    if read not in fingerprints:
-        fingerprints[read] = table_fingerprint(read_table(*read))["sha256"]
+    read = (path.resolve(), first.path_column, first.target_column, first.split.group_column)
+    if read not in fingerprints:  # a grouped split's fingerprint holds the groups too
+        fingerprints[read] = table_fingerprint(read_table(*read[:3]), first.split)["sha256"]
     if fingerprints[read] != sha:
-        raise RxwganError(f"{path}: its rows or images changed since {study / name} trained on it; "
+        what = "rows or images" if read[3] is None else f"rows, images or {read[3]} groups"
+        raise RxwganError(f"{path}: its {what} changed since {study / name} trained on it; "
                           f"the fold's partition would not be the generators' one")
     return FoldInputs(first.split, str(path.resolve()), sha, first.path_column, first.target_column,
                       first.cache_dir, first.bit_depth, generators, kinds,
-                      {t: file_sha256(path) for t, path in generators.items()})
+                      {t: file_sha256(path) for t, path in generators.items()}, int(configs[0]["image_size"]))
 
 
 def fold_rows(fold: FoldInputs, targets: np.ndarray, seed: int, stop_share: float) -> dict[str, np.ndarray]:
     """Row positions: ``fit`` (classifier training), ``stop`` (early stopping), ``test``.
 
     ``fit`` and ``stop`` split the fold's training rows, stratified by class, anew for each
-    seed; ``test`` is the partition no generator and no classifier trained on.
+    seed, whole groups only when the fold is grouped (its groups read from the fold's table);
+    ``test`` is the partition no generator and no classifier trained on.
     """
-    parts = partition(targets, fold.split)
-    fit, stop = train_test_split(parts.train, test_size=stop_share, stratify=targets[parts.train],
-                                 random_state=seed)
+    groups = None
+    if fold.split.group_column is not None:
+        table = read_table(fold.table, fold.path_column, fold.target_column, check_files=False)
+        groups = table_groups(table, fold.split)
+    parts = partition(targets, fold.split, groups)
+    if groups is None:
+        fit, stop = train_test_split(parts.train, test_size=stop_share, stratify=targets[parts.train],
+                                     random_state=seed)
+    else:
+        kept, held = grouped_holdout(targets[parts.train], groups[parts.train], stop_share, seed)
+        fit, stop = parts.train[kept], parts.train[held]
     return {"fit": np.sort(fit), "stop": np.sort(stop), "test": np.sort(getattr(parts, fold.test_partition))}
 
 
