@@ -119,6 +119,7 @@ def test_cli_memorisation_records_in_the_run_and_writes_json(run, tmp_path, caps
     (["--memorisation", "{run}", "--real", "x.csv"], "drop --real"),
     (["--memorisation", "{run}", "--partition", "train"], "the unseen rows are the run's val or test"),
     (["--fake", "g.safetensors"], "--real is required"),
+    (["--real", "r.csv", "--fake", "g.safetensors", "--table", "t.csv"], "--table says where the table of"),
 ])
 def test_cli_memorisation_user_errors_are_one_line(run, tmp_path, capsys, flags, message):
     flags = [flag.format(tmp=tmp_path, run=run) for flag in flags]

@@ -48,6 +48,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise RxwganError("evaluate: --fake is required (or --memorisation RUN_FOLDER)")
     if args.pairs is not None:
         raise RxwganError("--pairs draws the closest pairs of --memorisation RUN_FOLDER")
+    if args.table is not None:
+        raise RxwganError("--table says where the table of --memorisation RUN_FOLDER is now; a --real "
+                          "table is named by --real itself")
     device = resolve_device(args.device)
     result = compute_metrics(
         args.real, args.fake, args.metrics or DEFAULT_METRICS, args.features, weights=args.weights, n=args.n,
@@ -86,6 +89,7 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
     from rxwgan.base.devices import resolve_device
     from rxwgan.metrics import versions
     from rxwgan.synth.memorisation import check_memorisation, format_memorisation, write_record
+    from rxwgan.train.folder import check_split_file
     from rxwgan.train.run_info import read_run
 
     taken = {"--real": args.real, "--metrics": args.metrics, "--fold": args.fold, "--n_splits": args.n_splits,
@@ -95,6 +99,7 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
         raise RxwganError(f"--memorisation takes the rows, split, class and size from the run folder; "
                           f"drop {', '.join(given)}")
     run = read_run(args.memorisation)
+    check_split_file(run.split_csv, run.config)  # a grouped run's rows, as its groups split them
     fake = args.fake or str(run.folder / TRAINED_GENERATOR)
     pairs = Path(args.pairs) if args.pairs else run.folder / MEMORISATION_PAIRS
     if args.pairs:
@@ -102,7 +107,7 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
     features = None if args.features == "auto" else args.features
     record = check_memorisation(run.folder, fake, n=args.n, seed=args.seed, unseen=args.partition or "val",
                                 features=features, device=resolve_device(args.device),
-                                cache_dir=args.cache_dir, pairs=pairs)
+                                cache_dir=args.cache_dir, pairs=pairs, table=args.table)
     print(format_memorisation(record))
     print(f"wrote {write_record(run.folder, record)}")
     if out is not None:
@@ -203,6 +208,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--pairs", metavar="FILE.png",
                         help="with --memorisation: the picture of the 16 synthetic images closest to a "
                              f"training image (default: RUN_FOLDER/{MEMORISATION_PAIRS})")
+    parser.add_argument("--table", metavar="TABLE.csv",
+                        help="with --memorisation: the table the run trained on, where it is now (a run "
+                             "folder moved or copied away from its images); refused unless its rows and "
+                             "images are the run's")
     parser.add_argument("-n", type=int, default=1000,
                         help="images sampled from a generator, or at most used from a fake table "
                              "or folder (default %(default)s)")
@@ -218,7 +227,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="sampling seed (latents, picks, KID subsets, the trained encoder)")
     parser.add_argument("--size", type=int,
                         help="compare at this many pixels (default: the generator's size, else 128)")
-    add_split_flags(parser, what="real table, ", default_fold=False)
+    add_split_flags(parser, what="real table, ", default_fold=False, grouped=False)
     parser.add_argument("--partition", choices=["train", "val", "test", "all"],
                         help="real rows of the split to use (default: val with a split, else all)")
     parser.add_argument("-t", "--target", type=int, help="real rows of this class only (0 or 1)")
