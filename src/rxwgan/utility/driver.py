@@ -39,6 +39,7 @@ from rxwgan.base.layout import (
 from rxwgan.base.progress import Log
 from rxwgan.base.ray_runner import Outcome
 from rxwgan.data.table import read_table
+from rxwgan.utility.leakage import fold_leakage, leakage_line
 from rxwgan.utility.plan import (
     FoldInputs,
     UtilityTask,
@@ -133,6 +134,10 @@ def _run_in(study: Path, out: Path, folds: list[FoldResults], computed: list[str
     warnings = _warnings([fold.fold for fold in folds])
     for line in warnings:
         log(f"warning: {line}")
+    leakage = fold_leakage([fold.fold for fold in folds])
+    leakage_lines = [leakage_line(fold.fold, leakage[fold.name]) for fold in folds]
+    for line in leakage_lines:
+        log(f"leakage: {line}")
     asked = [fold for fold in folds if fold.name in computed]
     if overwrite:
         removed = [path for fold in asked for task in fold.tasks if (path := out / task.path).is_file()]
@@ -159,10 +164,11 @@ def _run_in(study: Path, out: Path, folds: list[FoldResults], computed: list[str
     if not any(fold.records for fold in folds):
         atomic.write_json(out / UTILITY_SETTINGS, _record(settings, folds, computed, FAILED, errors=errors))
         raise RxwganError(f"{out}: no classifier run finished; see the errors above")
-    tables = write_tables(out, folds, warnings, splits_not_ready(study))
+    tables = write_tables(out, folds, warnings, splits_not_ready(study), leakage_lines)
     finished = sum(len(fold.records) for fold in folds)
     atomic.write_json(out / UTILITY_SETTINGS, _record(
-        settings, folds, computed, DONE, comparisons=tables.comparisons, warnings=warnings, errors=errors,
+        settings, folds, computed, DONE, comparisons=tables.comparisons, warnings=warnings, leakage=leakage,
+        errors=errors,
         finished_runs=finished, planned_runs=sum(len(fold.tasks) for fold in folds),
         task_seconds=round(sum(r["seconds"] for fold in folds for r in fold.records), 1)))
     return UtilityResult(out, tables.runs, tables.summary, tables.comparisons,

@@ -60,10 +60,11 @@ class Tables:
     comparisons: list[dict[str, Any]]
 
 
-def write_tables(out: Path, folds: Sequence[FoldResults], warnings: list[str],
-                 not_ready: list[str]) -> Tables:
+def write_tables(out: Path, folds: Sequence[FoldResults], warnings: list[str], not_ready: list[str],
+                 leakage: list[str]) -> Tables:
     """Gather the folds' finished results into the table, the summary, the comparisons and the
-    figure; ``folds`` must have read their results, and one of them at least has one."""
+    figure; ``folds`` must have read their results, and one of them at least has one.
+    ``leakage``: a line per fold (``rxwgan.utility.leakage``)."""
     from rxwgan.utility.figures import save_roc_figure
 
     records = [record for fold in folds for record in fold.records]
@@ -80,7 +81,8 @@ def write_tables(out: Path, folds: Sequence[FoldResults], warnings: list[str],
     write_frame(runs, out / UTILITY_TABLE)
     write_frame(summary, out / UTILITY_SUMMARY)
     save_roc_figure(records, out / UTILITY_ROC)
-    notes = [*(f"> warning: {line}" for line in warnings), *coverage_lines(folds, not_ready)]
+    notes = [*(f"> warning: {line}" for line in warnings), *coverage_lines(folds, not_ready),
+             *(f"> leakage: {line}" for line in leakage)]
     atomic.write_text(out / UTILITY_SUMMARY_MARKDOWN, summary_markdown(summary, comparisons, notes))
     return Tables(runs, summary, comparisons)
 
