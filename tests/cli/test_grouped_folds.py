@@ -98,3 +98,22 @@ def test_memorisation_refuses_a_run_whose_split_file_groups_changed(study, tmp_p
     code = main(["evaluate", "--memorisation", str(run)])
     error = one_line_error(capsys, code)
     assert f"its {PATIENT_COLUMN} column no longer gives the run's partition column" in error
+
+
+def test_evaluate_reads_a_grouped_partition_of_the_real_table(tmp_path):
+    """--group-column reaches evaluate's real-table partition: its val rows are the grouped
+    split's, which share no patient with the training rows (before, a grouped spec there
+    raised a ValueError)."""
+    import torch
+
+    from rxwgan.data.splits import partition_table
+    from rxwgan.metrics.sources import table_images
+
+    csv = write_twin_table(tmp_path / "twins", n_patients=20, size=16, seed=3)
+    spec = SplitSpec(fold=0, n_splits=2, group_column=PATIENT_COLUMN)
+    val = table_images(csv, 16, split=spec, partition="val", cache_dir=tmp_path / "cache")
+    table = read_table(csv)
+    parts = partition_table(table, spec)
+    patients = table.frame[PATIENT_COLUMN].to_numpy()
+    assert not set(patients[parts.val]) & set(patients[parts.train])
+    assert torch.equal(val.images, val.fit_images[torch.as_tensor(parts.val)])

@@ -148,11 +148,9 @@ def add_table_flags(parser: argparse.ArgumentParser, owner: Any = None) -> None:
             add_setting(parser, owner, name, *names, help=text)
 
 
-def add_split_flags(parser: argparse.ArgumentParser, what: str = "", default_fold: bool = True,
-                    grouped: bool = True) -> None:
-    """--fold/--n_splits (k-fold), --test/--sort (the old 10x10 scheme), --split-seed and (with
-    ``grouped``) --group-column; ``default_fold``: without them, the split is k-fold 0 of
-    DEFAULT_N_SPLITS."""
+def add_split_flags(parser: argparse.ArgumentParser, what: str = "", default_fold: bool = True) -> None:
+    """--fold/--n_splits (k-fold), --test/--sort (the old 10x10 scheme), --split-seed and
+    --group-column; ``default_fold``: without them, the split is k-fold 0 of DEFAULT_N_SPLITS."""
     folds = f" (default: {DEFAULT_N_SPLITS})" if default_fold else ""
     parser.add_argument("--fold", type=int, help=f"{what}k-fold scheme: the validation fold")
     parser.add_argument("--n_splits", "--n-splits", dest="n_splits", type=int,
@@ -160,8 +158,7 @@ def add_split_flags(parser: argparse.ArgumentParser, what: str = "", default_fol
     parser.add_argument("--test", type=int, help=f"{what}stratified scheme: test fold 0..9")
     parser.add_argument("--sort", type=int, help=f"{what}stratified scheme: validation fold 0..9 within it")
     add_split_seed_flag(parser)
-    if grouped:
-        add_group_column_flag(parser)
+    add_group_column_flag(parser)
 
 
 def add_split_seed_flag(parser: argparse.ArgumentParser) -> None:

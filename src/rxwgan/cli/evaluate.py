@@ -227,7 +227,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="sampling seed (latents, picks, KID subsets, the trained encoder)")
     parser.add_argument("--size", type=int,
                         help="compare at this many pixels (default: the generator's size, else 128)")
-    add_split_flags(parser, what="real table, ", default_fold=False, grouped=False)
+    add_split_flags(parser, what="real table, ", default_fold=False)
     parser.add_argument("--partition", choices=["train", "val", "test", "all"],
                         help="real rows of the split to use (default: val with a split, else all)")
     parser.add_argument("-t", "--target", type=int, help="real rows of this class only (0 or 1)")
