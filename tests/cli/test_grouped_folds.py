@@ -117,3 +117,12 @@ def test_evaluate_reads_a_grouped_partition_of_the_real_table(tmp_path):
     patients = table.frame[PATIENT_COLUMN].to_numpy()
     assert not set(patients[parts.val]) & set(patients[parts.train])
     assert torch.equal(val.images, val.fit_images[torch.as_tensor(parts.val)])
+
+
+def test_table_check_refuses_an_unknown_group_column_before_reading_any_image(tmp_path, capsys):
+    csv = write_twin_table(tmp_path / "twins", n_patients=6, size=16, seed=2)
+    assert main(["table", "check", str(csv), "--fold", "0", "--n_splits", "2", "--group-column", "nosuch",
+                 "--cache-dir", str(tmp_path / "cache")]) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and "no column 'nosuch' to group rows by" in said.err
+    assert not (tmp_path / "cache").exists()

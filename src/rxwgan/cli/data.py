@@ -36,6 +36,7 @@ def cmd_table_check(args: argparse.Namespace) -> int:
     from rxwgan.data.cache import ImageCache
     from rxwgan.data.duplicates import check_near_threshold, find_duplicates
     from rxwgan.data.images import check_bit_depth
+    from rxwgan.data.splits import table_groups
     from rxwgan.data.table import read_rows, validate
 
     check_bit_depth(args.bit_depth)
@@ -43,6 +44,8 @@ def cmd_table_check(args: argparse.Namespace) -> int:
     check_near_threshold(twins["near_threshold"])
     spec = split_spec(args, default_fold=False) if _names_a_split(args) else None
     table = read_rows(Path(args.table), args.path_column, args.target_column)
+    if spec is not None:
+        table_groups(table, spec)  # a bad --group-column is refused before any image is read
     problems = validate(table, target=args.target)
     print(f"{table.source}: {len(table)} rows")
     if args.target_column in table.frame.columns:
