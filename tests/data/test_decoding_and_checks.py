@@ -210,7 +210,7 @@ def test_table_check_decodes_every_image_and_fills_the_cache(tmp_path, capsys, m
     assert "3 x 16x16 8-bit PNG" in captured.out and "no problems found" not in captured.out
 
     calls = []
-    monkeypatch.setattr("rxwgan.data.cache.load_image", lambda *a: calls.append(a))
+    monkeypatch.setattr("rxwgan.data.cache.decode_unit", lambda *a: calls.append(a))
     ok = [read_table(csv, check_files=False).paths[i] for i in (0, 2, 4)]
     ImageCache().load(ok, 128, progress=False)  # train's default size, check's too
     assert calls == []  # the check already decoded them into the cache

@@ -6,7 +6,7 @@ from PIL import Image
 
 from helpers import write_dicom, write_png
 from rxwgan.base.errors import RxwganError
-from rxwgan.data.images import decode_unit, load_image, read_header
+from rxwgan.data.images import decode_unit, model_image, read_header
 
 
 def ramp(height: int = 32, width: int = 48) -> np.ndarray:
@@ -37,7 +37,7 @@ def test_rgb_jpeg_tiff_become_one_channel(tmp_path):
 def test_resize_antialiased_into_minus_one_one(tmp_path):
     stripes = np.zeros((256, 256), np.uint8)
     stripes[:, ::2] = 255  # one-pixel stripes: a plain subsample would alias to 0 or 255
-    image = load_image(write_png(tmp_path / "s.png", stripes), 32)
+    image = model_image(decode_unit(write_png(tmp_path / "s.png", stripes)), 32)
     assert image.shape == (32, 32) and image.dtype == np.float32
     assert np.abs(image).max() < 0.1  # averaged to mid-grey, i.e. ~0 in [-1, 1]
 
