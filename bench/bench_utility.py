@@ -33,7 +33,7 @@ SETTINGS = {"clear": {"n_images": 200},
             "subtle": {"n_images": 120, "findings": "subtle"}}
 TRAINING = {"model": "small", "kimg": 10.0, "batch_size": 32, "n_critic": 1, "lr": 5e-4, "betas": (0.0, 0.9),
             "dropout": 0.0, "save_for_each": 10**6, "disp_for_each": 10**6}
-UTILITY = UtilitySettings(repeats=3, control="swapped", classifier=ClassifierSettings())
+UTILITY = UtilitySettings(repeats=3, control=("swapped",), classifier=ClassifierSettings())
 
 
 def run() -> dict:

@@ -14,7 +14,7 @@ from rxwgan.base.layout import LOCK_FILE, UTILITY_FOLDER
 from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
 from rxwgan.utility.workers import UtilityOptions
 
-SETTINGS = UtilitySettings(repeats=1, control="swapped",
+SETTINGS = UtilitySettings(repeats=1, control=("swapped",),
                            classifier=ClassifierSettings(size=32, max_epochs=2, patience=1))
 LOCAL = UtilityOptions(local=True, workers=1)
 

@@ -116,7 +116,7 @@ def _utility(out: Path, settings: DemoSettings, log: Log):
     from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
     from rxwgan.utility.workers import UtilityOptions
 
-    utility_settings = UtilitySettings(repeats=settings.utility_repeats, control="swapped",
+    utility_settings = UtilitySettings(repeats=settings.utility_repeats, control=("swapped",),
                                        classifier=ClassifierSettings(max_epochs=settings.utility_epochs))
     log(f"[6/7] a TB classifier on the fold's real rows, with and without the synthetic images "
         f"(rxwgan utility, {settings.utility_repeats} seeds)")

@@ -65,7 +65,7 @@ def test_folds_computes_those_and_the_summary_still_covers_every_valid_fold(tiny
 def test_other_settings_need_no_overwrite_and_leave_the_first_results_in_place(tiny_study, tmp_path):
     study = copy_of(tiny_study, tmp_path)
     first = results_of(study)
-    other = dataclasses.replace(SETTINGS, control=None, stop_share=0.25)
+    other = dataclasses.replace(SETTINGS, control=(), stop_share=0.25)
     lines: list[str] = []
     result = run_utility(study, other, LOCAL, folds=["fold_1"], log=lines.append)
     assert set(result.runs["condition"]) == {"real", "real+synth", "synth"}

@@ -39,6 +39,8 @@ def cmd_utility(args: argparse.Namespace) -> int:
     chosen = given(args, UtilitySettings)
     if "ratios" in chosen:
         chosen["ratios"] = _ratios(chosen["ratios"])
+    if "control" in chosen:
+        chosen["control"] = tuple(name.strip() for name in chosen["control"].split(",") if name.strip())
     settings = UtilitySettings(**chosen, classifier=ClassifierSettings(**classifier))
     result = run_utility(args.study, settings, UtilityOptions(**options), table=args.table,
                          folds=_folds(args.folds), overwrite=args.overwrite)
@@ -83,9 +85,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
          help="synthetic images per real image of each class in real+synth; a list (0.5,1,2) runs each")
     plan("repeats", "--repeats", type=int, help="classifier seeds per condition")
     plan("seed", "--seed", type=int, help="first seed")
-    plan("control", "--control", choices=CONTROLS,
-         help="swapped: also train real+synth with the synthetic labels swapped, a control that must "
-              "score below real")
+    plan("control", "--control", metavar="CONTROL",
+         help=f"controls to train too, a list of {', '.join(CONTROLS)}: swapped (real+synth with the "
+              f"synthetic labels swapped; must score below real), duplicated (the real rows repeated "
+              f"to real+synth's count; real+synth must beat it)")
     plan("weights", "--weights", choices=["ema", "raw"],
          help="ema: the generators' moving average; raw: their raw weights")
     parser.add_argument("--folds", help="compute only these splits: fold_0,fold_2 or 0-2 (default: every "

@@ -29,11 +29,14 @@ from rxwgan.train.config import TrainConfig
 from rxwgan.train.folder import table_fingerprint
 from rxwgan.utility.settings import UtilitySettings
 
-REAL, MIXED, SYNTH, SWAPPED = "real", "real+synth", "synth", "swapped"
-CONDITION_ORDER = (REAL, MIXED, SYNTH, SWAPPED)
+REAL, MIXED, DUPLICATED, SYNTH, SWAPPED = "real", "real+synth", "duplicated", "synth", "swapped"
+CONDITION_ORDER = (REAL, MIXED, DUPLICATED, SYNTH, SWAPPED)
 CONDITION_MEANINGS = {
     REAL: "the fold's real training rows",
     MIXED: "the real rows plus RATIO synthetic images per real image of each class",
+    DUPLICATED: "control: the real rows, some repeated, as many images as real+synth at the same RATIO "
+                "(more images, no new information); real+synth must beat it for the synthetic images "
+                "to earn more than repetition",
     SYNTH: "synthetic images only, as many per class as the fold has real ones (train on "
            "synthetic, test on real)",
     SWAPPED: "control: real+synth with the synthetic labels swapped (TB generator labelled "
@@ -199,11 +202,24 @@ def fold_rows(fold: FoldInputs, targets: np.ndarray, seed: int, stop_share: floa
     return {"fit": np.sort(fit), "stop": np.sort(stop), "test": np.sort(getattr(parts, fold.test_partition))}
 
 
+def repeated_rows(fit: np.ndarray, targets: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """The rows ``duplicated`` adds to ``fit``: per class, as many as real+synth adds synthetic
+    images at ``ratio`` (``round(ratio * count)``), the class's rows in a seeded order, cycled."""
+    rng = np.random.default_rng(seed)
+    extra = []
+    for target in (0, 1):
+        rows = fit[targets[fit] == target]
+        extra.append(np.resize(rng.permutation(rows), round(ratio * len(rows))))
+    return np.concatenate(extra).astype(fit.dtype)
+
+
 def plan_tasks(keys: dict[str, str], settings: UtilitySettings) -> list[UtilityTask]:
     """For each split (``{name: result key}``, names such as ``fold_0``): real, real+synth at
-    each ratio, synth, then the control when asked."""
+    each ratio, synth, then the controls asked (duplicated at each ratio, swapped at the first)."""
     conditions = [(REAL, 0.0), *((MIXED, r) for r in settings.ratios), (SYNTH, 1.0)]
-    if settings.control == SWAPPED:
+    if DUPLICATED in settings.control:
+        conditions += [(DUPLICATED, r) for r in settings.ratios]
+    if SWAPPED in settings.control:
         conditions.append((SWAPPED, settings.ratios[0]))
     return [UtilityTask(split, key, condition, ratio, seed)
             for split, key in keys.items() for condition, ratio in conditions for seed in settings.seeds]

@@ -12,7 +12,7 @@ from typing import Any
 
 from rxwgan.base.errors import RxwganError
 
-CONTROLS = ("swapped",)
+CONTROLS = ("swapped", "duplicated")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class UtilitySettings:
     ratios: tuple[float, ...] = (1.0,)
     repeats: int = 3
     seed: int = 0
-    control: str | None = None
+    control: tuple[str, ...] = ()  # controls to train too: swapped, duplicated
     weights: str = "ema"  # the generators' moving average, or "raw"
     stop_share: float = 0.2  # of the fold's real training rows, kept for early stopping
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
@@ -64,8 +64,10 @@ class UtilitySettings:
             raise RxwganError("--ratio: a ratio is listed twice")
         if self.repeats < 1:
             raise RxwganError(f"--repeats must be at least 1, not {self.repeats}")
-        if self.control is not None and self.control not in CONTROLS:
-            raise RxwganError(f"--control must be one of {', '.join(CONTROLS)}, not {self.control!r}")
+        unknown = [name for name in self.control if name not in CONTROLS]
+        if unknown or len(set(self.control)) != len(self.control):
+            raise RxwganError(f"--control: each of {', '.join(CONTROLS)} at most once, not "
+                              f"{','.join(self.control)}")
         if self.weights not in ("ema", "raw"):
             raise RxwganError(f"--weights must be ema or raw, not {self.weights!r}")
         if not 0.05 <= self.stop_share <= 0.5:
@@ -76,9 +78,11 @@ class UtilitySettings:
         return [self.seed + k for k in range(self.repeats)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "ratios": list(self.ratios)}
+        return {**dataclasses.asdict(self), "ratios": list(self.ratios), "control": list(self.control)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UtilitySettings:
+        control = data.get("control") or ()  # one name or none, as recorded before a list
         return cls(**{**data, "ratios": tuple(data["ratios"]),
+                      "control": (control,) if isinstance(control, str) else tuple(control),
                       "classifier": ClassifierSettings(**data["classifier"])})

@@ -19,7 +19,16 @@ import pandas as pd
 from rxwgan.base import atomic
 from rxwgan.base.layout import UTILITY_ROC, UTILITY_SUMMARY, UTILITY_SUMMARY_MARKDOWN, UTILITY_TABLE
 from rxwgan.data.table import write_frame
-from rxwgan.utility.plan import CONDITION_MEANINGS, CONDITION_ORDER, REAL, FoldInputs, UtilityTask, arm
+from rxwgan.utility.plan import (
+    CONDITION_MEANINGS,
+    CONDITION_ORDER,
+    DUPLICATED,
+    MIXED,
+    REAL,
+    FoldInputs,
+    UtilityTask,
+    arm,
+)
 from rxwgan.utility.results import CSV_COLUMNS, METRICS, FoldKey, SetAside, read_result
 from rxwgan.utility.scores import paired_comparison, summarise
 
@@ -75,9 +84,9 @@ def write_tables(out: Path, folds: Sequence[FoldResults], warnings: list[str], n
                                   ignore_index=True)
     names = [arm(c, r) for c, r in zip(runs["condition"], runs["ratio"], strict=True)]
     arms = by_fold.assign(condition=names)
-    comparisons = [{**paired_comparison(arms, arm(condition, ratio), REAL, "auc"),
+    comparisons = [{**paired_comparison(arms, arm(condition, ratio), baseline, "auc"),
                     "condition": condition, "ratio": ratio}
-                   for condition, ratio in _compared(runs)]
+                   for condition, ratio, baseline in _compared(runs)]
     write_frame(runs, out / UTILITY_TABLE)
     write_frame(summary, out / UTILITY_SUMMARY)
     save_roc_figure(records, out / UTILITY_ROC)
@@ -108,11 +117,14 @@ def coverage_lines(folds: Sequence[FoldResults], not_ready: list[str]) -> list[s
     return lines
 
 
-def _compared(runs: pd.DataFrame) -> list[tuple[str, float]]:
-    """Every (condition, ratio) but ``real``, in the table's order."""
+def _compared(runs: pd.DataFrame) -> list[tuple[str, float, str]]:
+    """(condition, ratio, baseline arm): every arm but ``real`` against ``real``, in the table's
+    order, then real+synth against duplicated at each ratio both have (the gain beyond more images)."""
     pairs = runs.loc[runs["condition"] != REAL, ["condition", "ratio"]].drop_duplicates()
-    return sorted(((c, float(r)) for c, r in pairs.itertuples(index=False)),
+    arms = sorted(((c, float(r)) for c, r in pairs.itertuples(index=False)),
                   key=lambda pair: (CONDITION_ORDER.index(pair[0]), pair[1]))
+    beyond = [(MIXED, r, arm(DUPLICATED, r)) for c, r in arms if c == MIXED and (DUPLICATED, r) in arms]
+    return [(c, r, REAL) for c, r in arms] + beyond
 
 
 def summary_markdown(summary: pd.DataFrame, comparisons: list[dict[str, Any]], notes: list[str]) -> str:
@@ -133,11 +145,27 @@ def summary_markdown(summary: pd.DataFrame, comparisons: list[dict[str, Any]], n
 
 
 def comparison_line(comparison: dict[str, Any]) -> str:
-    """``real+synth x1 - real: AUC +0.012 [-0.020, 0.044], p 0.41 (paired t, 5 folds, 15 pairs)``."""
-    name = arm(comparison["condition"], comparison["ratio"])
+    """``real+synth x1 - real: AUC +0.012 [-0.020, 0.044], p 0.41 (paired t, 5 folds, 15 pairs)``,
+    and for real+synth against duplicated, what the synthetic images earn beyond more images."""
+    name = f"{arm(comparison['condition'], comparison['ratio'])} - {comparison['baseline']}"
     if comparison["n_folds"] < 2:
-        return (f"{name} - real: AUC {comparison['mean_difference']:+.3f} (one fold, "
+        line = (f"{name}: AUC {comparison['mean_difference']:+.3f} (one fold, "
                 f"{comparison['n_pairs']} pairs: no interval and no test across folds)")
-    return (f"{name} - real: AUC {comparison['mean_difference']:+.3f} [{comparison['ci95_low']:+.3f}, "
-            f"{comparison['ci95_high']:+.3f}], p {comparison['p_value']:.3g} ({comparison['test']}, "
-            f"{comparison['n_folds']} folds, {comparison['n_pairs']} pairs)")
+    else:
+        line = (f"{name}: AUC {comparison['mean_difference']:+.3f} [{comparison['ci95_low']:+.3f}, "
+                f"{comparison['ci95_high']:+.3f}], p {comparison['p_value']:.3g} ({comparison['test']}, "
+                f"{comparison['n_folds']} folds, {comparison['n_pairs']} pairs)")
+    if comparison["baseline"].startswith(DUPLICATED):
+        line += f": {_earned(comparison)}"
+    return line
+
+
+def _earned(comparison: dict[str, Any]) -> str:
+    """What the synthetic images earn beyond repeating the real rows, in plain words."""
+    if comparison["n_folds"] < 2:
+        return "one fold cannot tell whether the synthetic images earn more than repeated real rows"
+    if comparison["ci95_low"] > 0:
+        return "the synthetic images earn more than repeating the real rows would"
+    if comparison["ci95_high"] < 0:
+        return "repeating the real rows does better than the synthetic images"
+    return "no gain beyond repeating the real rows is shown (the interval contains 0)"

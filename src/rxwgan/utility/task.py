@@ -20,7 +20,16 @@ from rxwgan.data.cache import ImageCache
 from rxwgan.data.table import read_table
 from rxwgan.synth.sampling import load_generator, synthetic_images
 from rxwgan.utility.classifier import predict_scores, train_classifier
-from rxwgan.utility.plan import MIXED, REAL, SWAPPED, SYNTH, FoldInputs, UtilityTask, fold_rows
+from rxwgan.utility.plan import (
+    DUPLICATED,
+    MIXED,
+    SWAPPED,
+    SYNTH,
+    FoldInputs,
+    UtilityTask,
+    fold_rows,
+    repeated_rows,
+)
 from rxwgan.utility.results import fold_key
 from rxwgan.utility.scores import score_predictions
 from rxwgan.utility.settings import UtilitySettings
@@ -40,28 +49,31 @@ def run_task(fold: FoldInputs, task: UtilityTask, settings: UtilitySettings, out
     size = int(generators[0][0].image_size)
     cache = ImageCache(fold.cache_dir)
 
-    def real(name: str) -> torch.Tensor:
-        return torch.from_numpy(cache.load_rows(table, size, rows[name], False, fold.bit_depth))
+    def real(positions: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(cache.load_rows(table, size, positions, False, fold.bit_depth))
 
+    fit = rows["fit"]
+    if task.condition == DUPLICATED:  # as many images as real+synth, no new one
+        fit = np.concatenate([fit, repeated_rows(fit, targets, task.ratio, task.seed)])
     images, labels = [], []
-    if task.condition in (REAL, MIXED, SWAPPED):
-        images.append(real("fit"))
-        labels.append(targets[rows["fit"]])
+    if task.condition != SYNTH:
+        images.append(real(fit))
+        labels.append(targets[fit])
     counts = {}
-    if task.condition != REAL:
+    if task.condition in (MIXED, SYNTH, SWAPPED):
         ratio = 1.0 if task.condition == SYNTH else task.ratio
         for target in (0, 1):
             n = round(ratio * int((targets[rows["fit"]] == target).sum()))
             counts[target] = n
             images.append(synthetic_images(generators[target][0], range(n), seed=task.seed))
             labels.append(np.full(n, 1 - target if task.condition == SWAPPED else target))
-    model = train_classifier(torch.cat(images), np.concatenate(labels), real("stop"), targets[rows["stop"]],
-                             settings.classifier, seed=task.seed, device=device)
+    model = train_classifier(torch.cat(images), np.concatenate(labels), real(rows["stop"]),
+                             targets[rows["stop"]], settings.classifier, seed=task.seed, device=device)
     test_labels = targets[rows["test"]]
-    scores = predict_scores(model, real("test"), device=device)
+    scores = predict_scores(model, real(rows["test"]), device=device)
     record = {
         **task.to_dict(), **score_predictions(test_labels, scores),
-        "n_fit_real": 0 if task.condition == SYNTH else len(rows["fit"]),
+        "n_fit_real": 0 if task.condition == SYNTH else len(fit),
         "n_fit_synthetic": sum(counts.values()), "n_stop": len(rows["stop"]),
         "generators": {str(t): {"file": fold.generators[t], "kind": fold.generator_kinds[t],
                                 "sha256": generators[t][1], "weights": generators[t][0].weights,
