@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rxwgan.base.layout import EVALUATION_RECORD, REPORT_FOLDER, SYNTHETIC_GRID
+from rxwgan.base.layout import EVALUATION_RECORD, REPORT_FOLDER, SYNTHETIC_GRID, UTILITY_SUMMARY_MARKDOWN
 from rxwgan.base.local_pool import local_pool
 from rxwgan.base.progress import Log
 from rxwgan.data.cache import ImageCache
@@ -103,8 +103,10 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
     for target, (grid, c2st, n) in results.items():
         log(f"target {target}: samples {grid}; two-sample test accuracy {c2st:.3f} on {n} real vs {n} "
             f"synthetic (0.5: indistinguishable)")
-    log(f"does the synthetic data help? ({utility.folder / 'summary.md'})")
-    for line in "\n".join((utility.folder / "summary.md").read_text().split("\n\n")[:2]).splitlines():
+    summary = utility.folder / UTILITY_SUMMARY_MARKDOWN
+    log(f"does the synthetic data help? ({summary})")
+    blocks = summary.read_text().split("\n\n")[:3 if utility.headline else 2]  # headline, table, comparisons
+    for line in "\n".join(blocks).splitlines():
         log(f"  {line}")
     log(f"demo finished in {time.perf_counter() - started:.0f} s")
     return out

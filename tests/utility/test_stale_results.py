@@ -46,7 +46,7 @@ def test_a_retrained_folds_old_results_are_never_used(tiny_study, tmp_path):
     assert any("8 classifier runs (2 folds x 4), 4 done before, 4 to run" in line for line in lines)
     assert result.folds == {"fold_0": "complete", "fold_1": "complete"}
     record = json.loads((study / "utility" / "utility.json").read_text())["folds"]["fold_1"]
-    for path in (study / "utility" / "runs" / "fold_1" / record["key"]).glob("*.json"):
+    for path in (study / "utility" / "runs" / "fold_1" / record["key"]).glob("*_seed*.json"):
         used = json.loads(path.read_text())["generators"]
         assert {t: used[t]["sha256"] for t in "01"} == {t: record["generators"][t]["sha256"] for t in "01"}
     assert fold_results(study, "fold_1").items() >= old_fold_1.items()  # kept on disk, untouched

@@ -46,7 +46,8 @@ def test_one_row_per_fold_condition_and_seed_with_every_score(study):
 
 def test_test_rows_are_never_trained_or_stopped_on_nor_seen_by_the_folds_generators(study):
     table = read_table(study.parent / "data" / "table.csv")
-    records = [json.loads(p.read_text()) for p in sorted((study / "utility" / "runs").glob("*/*/*.json"))]
+    found = sorted((study / "utility" / "runs").glob("*/*/*_seed*.json"))
+    records = [json.loads(path.read_text()) for path in found]
     assert len(records) == 8
     for record in records:
         rows = {name: set(values) for name, values in record["rows"].items()}
@@ -182,7 +183,7 @@ def test_the_weights_recorded_are_those_each_generator_holds(study, tmp_path):
     run_utility(copy, SETTINGS, LOCAL, folds=["fold_0"], overwrite=True, log=lambda _: None)
     fold = json.loads((copy / "utility" / "utility.json").read_text())["folds"]["fold_0"]
     assert {t: entry["weights"] for t, entry in fold["generators"].items()} == {"0": "ema", "1": "raw"}
-    for path in (copy / "utility" / "runs" / "fold_0" / fold["key"]).glob("*.json"):
+    for path in (copy / "utility" / "runs" / "fold_0" / fold["key"]).glob("*_seed*.json"):
         used = json.loads(path.read_text())["generators"]
         assert used["0"]["weights"] == "ema" and used["1"]["weights"] == "raw"
 
@@ -232,7 +233,7 @@ def test_a_damaged_result_file_is_run_again_and_never_counted(study, tmp_path):
 
     copy = tmp_path / "study"
     shutil.copytree(study, copy)
-    results = sorted((copy / "utility" / "runs" / "fold_0").glob("*/*.json"))
+    results = sorted((copy / "utility" / "runs" / "fold_0").glob("*/*_seed*.json"))
     cut, foreign = results[0], results[1]
     cut.write_bytes(cut.read_bytes()[:50])
     foreign.write_bytes(results[2].read_bytes())  # valid JSON, but another task's

@@ -68,6 +68,7 @@ UTILITY_SUMMARY = "summary.csv"
 UTILITY_SUMMARY_MARKDOWN = "summary.md"
 UTILITY_ROC = "roc.png"
 UTILITY_RUNS_FOLDER = "runs"
+UTILITY_TWO_SAMPLE = "two_sample.json"  # in a fold's key folder: each class's two-sample test
 UTILITY_RESULTS_PATTERN = f"{UTILITY_RUNS_FOLDER}/*/*/*.json"
 
 

@@ -45,7 +45,8 @@ def cmd_utility(args: argparse.Namespace) -> int:
     result = run_utility(args.study, settings, UtilityOptions(**options), table=args.table,
                          folds=_folds(args.folds), overwrite=args.overwrite)
     summary = result.folder / UTILITY_SUMMARY_MARKDOWN
-    print(summary.read_text().split("\n\n")[0])
+    blocks = summary.read_text().split("\n\n")
+    print("\n\n".join(blocks[:2] if result.headline else blocks[:1]))  # the headline, then the table
     for comparison in result.comparisons:
         print(comparison_line(comparison))
     for line in summary.read_text().splitlines():  # the warnings, and the folds covered or not

@@ -261,9 +261,16 @@ def _documents(study: Path, report: Report, sections: list[_Section],
                       if report.runs["best_epoch"].notna().any() else "")
                    + (f"; left out of this choice, damaged: {', '.join(run for run, _ in report.damaged)}"
                       if report.damaged else ""))
-    md = [f"# Study report: {study}", "", f"Written {when}. {_summary(report)}", ""]
-    page = [f"<h1>Study report: {html.escape(str(study))}</h1>",
-            f"<p>Written {when}. {html.escape(_summary(report))}</p>"]
+    from rxwgan.utility.driver import recorded_headline
+
+    md = [f"# Study report: {study}", ""]
+    page = [f"<h1>Study report: {html.escape(str(study))}</h1>"]
+    first = recorded_headline(study)
+    if first is not None:  # the study's quality, as rxwgan utility measured it
+        md += [f"**{first}**", ""]
+        page.append(f"<p><strong>{html.escape(first)}</strong></p>")
+    md += [f"Written {when}. {_summary(report)}", ""]
+    page.append(f"<p>Written {when}. {html.escape(_summary(report))}</p>")
     for kind, note in _notes(report):
         md += [f"> **{note}**", ""]
         page.append(f'<p class="{kind}"><strong>{html.escape(note)}</strong></p>')

@@ -27,6 +27,7 @@ import pandas as pd
 
 from rxwgan.base import atomic, folder_lock
 from rxwgan.base.errors import RxwganError
+from rxwgan.base.json_files import read_json
 from rxwgan.base.layout import (
     UTILITY_FOLDER,
     UTILITY_ROC,
@@ -52,6 +53,7 @@ from rxwgan.utility.plan import (
 from rxwgan.utility.results import SetAside, fold_key, read_result, set_aside
 from rxwgan.utility.settings import UtilitySettings
 from rxwgan.utility.summary import FoldResults, write_tables
+from rxwgan.utility.two_sample import fold_two_sample
 from rxwgan.utility.workers import UtilityOptions, run_workers
 
 RUNNING, DONE, FAILED = "running", "done", "failed"  # utility.json's "state": the last command's
@@ -64,6 +66,7 @@ class UtilityResult:
     summary: pd.DataFrame
     comparisons: list[dict[str, Any]]
     folds: dict[str, str]  # every ready fold -> complete, partial, missing or stale
+    headline: str | None = None  # synth-only AUC beside each class's two-sample test
     errors: dict[str, str] = field(default_factory=dict)  # task path -> why it failed
     warnings: list[str] = field(default_factory=list)
 
@@ -164,15 +167,19 @@ def _run_in(study: Path, out: Path, folds: list[FoldResults], computed: list[str
     if not any(fold.records for fold in folds):
         atomic.write_json(out / UTILITY_SETTINGS, _record(settings, folds, computed, FAILED, errors=errors))
         raise RxwganError(f"{out}: no classifier run finished; see the errors above")
-    tables = write_tables(out, folds, warnings, splits_not_ready(study), leakage_lines)
+    two_sample = {fold.name: fold_two_sample(out, fold, settings.weights, settings.seed)
+                  for fold in folds if fold.records}
+    tables = write_tables(out, folds, warnings, splits_not_ready(study), leakage_lines, two_sample)
     finished = sum(len(fold.records) for fold in folds)
     atomic.write_json(out / UTILITY_SETTINGS, _record(
-        settings, folds, computed, DONE, comparisons=tables.comparisons, warnings=warnings, leakage=leakage,
+        settings, folds, computed, DONE, headline=tables.headline, two_sample={
+            name: {"accuracy": record["accuracy"], "n": record["n"]} for name, record in two_sample.items()},
+        comparisons=tables.comparisons, warnings=warnings, leakage=leakage,
         errors=errors,
         finished_runs=finished, planned_runs=sum(len(fold.tasks) for fold in folds),
         task_seconds=round(sum(r["seconds"] for fold in folds for r in fold.records), 1)))
     return UtilityResult(out, tables.runs, tables.summary, tables.comparisons,
-                         {fold.name: fold.state for fold in folds}, errors, warnings)
+                         {fold.name: fold.state for fold in folds}, tables.headline, errors, warnings)
 
 
 def _remove_temporaries(out: Path) -> None:
@@ -280,6 +287,13 @@ def unfinished_note(study: str | Path) -> str | None:
             f"{sum(done for done, _ in asked)} of {sum(planned for _, planned in asked)} classifier runs it "
             f"asked for are finished, and the tables here are from before it; the same command again "
             f"finishes them")
+
+
+def recorded_headline(study: str | Path) -> str | None:
+    """The headline the last finished utility command recorded (synth-only AUC and each class's
+    two-sample test), or None; ``report`` puts it first."""
+    headline = read_json(Path(study) / UTILITY_FOLDER / UTILITY_SETTINGS).get("headline")
+    return headline if isinstance(headline, str) else None
 
 
 def _progress(out: Path) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rxwgan.base import atomic
@@ -67,13 +68,15 @@ class Tables:
     runs: pd.DataFrame
     summary: pd.DataFrame
     comparisons: list[dict[str, Any]]
+    headline: str | None  # synth-only AUC and the two-sample tests: the study's quality in a line
 
 
 def write_tables(out: Path, folds: Sequence[FoldResults], warnings: list[str], not_ready: list[str],
-                 leakage: list[str]) -> Tables:
+                 leakage: list[str], two_sample: dict[str, dict[str, Any]]) -> Tables:
     """Gather the folds' finished results into the table, the summary, the comparisons and the
     figure; ``folds`` must have read their results, and one of them at least has one.
-    ``leakage``: a line per fold (``rxwgan.utility.leakage``)."""
+    ``leakage``: a line per fold (``rxwgan.utility.leakage``); ``two_sample``: per fold, each
+    class's two-sample test (``rxwgan.utility.two_sample``), for the headline."""
     from rxwgan.utility.figures import save_roc_figure
 
     records = [record for fold in folds for record in fold.records]
@@ -92,8 +95,9 @@ def write_tables(out: Path, folds: Sequence[FoldResults], warnings: list[str], n
     save_roc_figure(records, out / UTILITY_ROC)
     notes = [*(f"> warning: {line}" for line in warnings), *coverage_lines(folds, not_ready),
              *(f"> leakage: {line}" for line in leakage)]
-    atomic.write_text(out / UTILITY_SUMMARY_MARKDOWN, summary_markdown(summary, comparisons, notes))
-    return Tables(runs, summary, comparisons)
+    first = headline(summary.to_dict("records"), two_sample)
+    atomic.write_text(out / UTILITY_SUMMARY_MARKDOWN, summary_markdown(summary, comparisons, notes, first))
+    return Tables(runs, summary, comparisons, first)
 
 
 def coverage_lines(folds: Sequence[FoldResults], not_ready: list[str]) -> list[str]:
@@ -127,10 +131,12 @@ def _compared(runs: pd.DataFrame) -> list[tuple[str, float, str]]:
     return [(c, r, REAL) for c, r in arms] + beyond
 
 
-def summary_markdown(summary: pd.DataFrame, comparisons: list[dict[str, Any]], notes: list[str]) -> str:
-    """The summary as a person reads it: a table, the paired comparisons, what each condition
-    is, then the notes (warnings, the folds covered)."""
-    lines = ["| condition | ratio | AUC mean ± std [95% CI] | SP index | sens @ 90% spec | spec @ 90% sens "
+def summary_markdown(summary: pd.DataFrame, comparisons: list[dict[str, Any]], notes: list[str],
+                     first: str | None = None) -> str:
+    """The summary as a person reads it: the headline, a table, the paired comparisons, what
+    each condition is, then the notes (warnings, the folds covered)."""
+    lines = [*([f"**{first}**", ""] if first else []),
+             "| condition | ratio | AUC mean ± std [95% CI] | SP index | sens @ 90% spec | spec @ 90% sens "
              "| folds | runs | test images |", "|---|---|---|---|---|---|---|---|---|"]
     for row in summary.to_dict("records"):
         cells = [f"{row[f'{m}_mean']:.3f}" + ("" if row["n_folds"] < 2 else
@@ -169,3 +175,25 @@ def _earned(comparison: dict[str, Any]) -> str:
     if comparison["ci95_high"] < 0:
         return "repeating the real rows does better than the synthetic images"
     return "no gain beyond repeating the real rows is shown (the interval contains 0)"
+
+
+def headline(runs_summary: list[dict[str, Any]], two_sample: dict[str, dict[str, Any]]) -> str | None:
+    """``synth-only AUC 0.944 (real 0.970) ...``: the study's quality in one line, or None
+    without a synth row."""
+    by_condition = {row["condition"]: row for row in runs_summary}
+    if "synth" not in by_condition:
+        return None
+    synth, real = by_condition["synth"], by_condition.get("real")
+    line = f"synth-only AUC {_mean(synth)}" + (f" (real {_mean(real)})" if real else "")
+    line += " (train on synthetic, test on real)"
+    if two_sample:
+        per_class = {t: float(np.mean([fold["accuracy"][t] for fold in two_sample.values()]))
+                     for t in ("0", "1")}
+        line += (f"; two-sample test accuracy target 0: {per_class['0']:.3f}, target 1: {per_class['1']:.3f} "
+                 f"(0.5: indistinguishable; mean over {len(two_sample)} fold(s))")
+    return line
+
+
+def _mean(row: dict[str, Any]) -> str:
+    interval = "" if row["n_folds"] < 2 else f" [{row['auc_ci95_low']:.3f}, {row['auc_ci95_high']:.3f}]"
+    return f"{row['auc_mean']:.3f}{interval}"
