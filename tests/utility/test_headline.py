@@ -45,3 +45,15 @@ def test_a_damaged_two_sample_record_is_computed_again(tiny_study, tmp_path):
     path.write_text('{"accuracy": ')
     run_utility(study, SETTINGS, LOCAL, log=lambda _: None)
     assert json.loads(path.read_text())["accuracy"] == pytest.approx(before["accuracy"])
+
+
+def test_a_class_too_small_for_the_two_sample_test_is_said_not_averaged():
+    from rxwgan.utility.summary import headline
+
+    rows = [{"condition": "real", "auc_mean": 0.9, "n_folds": 1},
+            {"condition": "synth", "auc_mean": 0.7, "n_folds": 1}]
+    line = headline(rows, {"fold_0": {"accuracy": {"0": 0.6, "1": None}},
+                           "fold_1": {"accuracy": {"0": 0.5, "1": None}}})
+    assert line == ("synth-only AUC 0.700 (real 0.900) (train on synthetic, test on real); two-sample test "
+                    "accuracy target 0: 0.550, target 1: too few training images (0.5: indistinguishable; "
+                    "mean over 2 fold(s))")

@@ -187,10 +187,14 @@ def headline(runs_summary: list[dict[str, Any]], two_sample: dict[str, dict[str,
     line = f"synth-only AUC {_mean(synth)}" + (f" (real {_mean(real)})" if real else "")
     line += " (train on synthetic, test on real)"
     if two_sample:
-        per_class = {t: float(np.mean([fold["accuracy"][t] for fold in two_sample.values()]))
-                     for t in ("0", "1")}
-        line += (f"; two-sample test accuracy target 0: {per_class['0']:.3f}, target 1: {per_class['1']:.3f} "
-                 f"(0.5: indistinguishable; mean over {len(two_sample)} fold(s))")
+        per_class = []
+        for target in ("0", "1"):
+            values = [fold["accuracy"][target] for fold in two_sample.values()
+                      if fold["accuracy"][target] is not None]
+            per_class.append(f"target {target}: {np.mean(values):.3f}" if values
+                             else f"target {target}: too few training images")
+        line += (f"; two-sample test accuracy {', '.join(per_class)} (0.5: indistinguishable; mean over "
+                 f"{len(two_sample)} fold(s))")
     return line
 
 

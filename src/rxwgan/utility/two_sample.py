@@ -41,7 +41,7 @@ def _compute(fold: FoldResults, weights: str, seed: int) -> dict[str, Any]:
     from rxwgan.data.cache import ImageCache
     from rxwgan.data.splits import partition_table
     from rxwgan.data.table import read_table
-    from rxwgan.metrics.two_sample import c2st_accuracy
+    from rxwgan.metrics.two_sample import FOLDS, c2st_accuracy
     from rxwgan.synth.sampling import load_generator, synthetic_images
 
     inputs = fold.fold
@@ -52,6 +52,9 @@ def _compute(fold: FoldResults, weights: str, seed: int) -> dict[str, Any]:
     accuracy, counts = {}, {}
     for target in (0, 1):
         rows = train[targets[train] == target]
+        if len(rows) < FOLDS:  # too few for its cross-validation: said in the headline, not a crash
+            accuracy[str(target)], counts[str(target)] = None, len(rows)
+            continue
         generator, _ = load_generator(inputs.generators[target], "cpu", weights)
         size = int(generator.image_size)
         real = torch.from_numpy(cache.load_rows(table, size, rows, False, inputs.bit_depth))
