@@ -67,7 +67,7 @@ def test_utility_takes_the_grouping_from_the_runs_and_keeps_patients_whole(study
     table = read_table(fold.table, check_files=False)
     patients = table.frame[PATIENT_COLUMN].to_numpy()
     for seed in (0, 1):
-        rows = fold_rows(fold, table.targets, seed, stop_share=0.3)
+        rows = fold_rows(fold, table, seed, stop_share=0.3)
         sides = [set(patients[rows[name]]) for name in ("fit", "stop", "test")]
         assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
 

@@ -119,9 +119,10 @@ def _keyed(settings: UtilitySettings, fold: FoldInputs) -> FoldResults:
 def _check_ratios(folds: list[FoldInputs], settings: UtilitySettings) -> None:
     """Refuse a ratio that would add no synthetic image of a class to some classifier run."""
     for fold in folds:
-        targets = read_table(fold.table, fold.path_column, fold.target_column).targets.astype(np.int64)
+        table = read_table(fold.table, fold.path_column, fold.target_column)
+        targets = table.targets.astype(np.int64)
         for seed in settings.seeds:
-            fit = targets[fold_rows(fold, targets, seed, settings.stop_share)["fit"]]
+            fit = targets[fold_rows(fold, table, seed, settings.stop_share)["fit"]]
             for target in (0, 1):
                 count = int((fit == target).sum())
                 for ratio in settings.ratios:

@@ -22,7 +22,7 @@ from rxwgan.base.json_files import read_json
 from rxwgan.base.layout import BEST_GENERATOR, CONFIG_FILE, TRAINED_GENERATOR, utility_result
 from rxwgan.base.progress import Log
 from rxwgan.data.splits import SplitSpec, grouped_holdout, partition, table_groups
-from rxwgan.data.table import read_table
+from rxwgan.data.table import Table, read_table
 from rxwgan.models.files import file_sha256
 from rxwgan.study.plan import study_runs
 from rxwgan.train.config import TrainConfig
@@ -181,17 +181,16 @@ def _fold(study: Path, name: str, runs: dict[int, Any], table: str | Path | None
                       {t: file_sha256(path) for t, path in generators.items()}, int(configs[0]["image_size"]))
 
 
-def fold_rows(fold: FoldInputs, targets: np.ndarray, seed: int, stop_share: float) -> dict[str, np.ndarray]:
-    """Row positions: ``fit`` (classifier training), ``stop`` (early stopping), ``test``.
+def fold_rows(fold: FoldInputs, table: Table, seed: int, stop_share: float) -> dict[str, np.ndarray]:
+    """Row positions of ``table`` (the fold's): ``fit`` (classifier training), ``stop`` (early
+    stopping), ``test``.
 
     ``fit`` and ``stop`` split the fold's training rows, stratified by class, anew for each
-    seed, whole groups only when the fold is grouped (its groups read from the fold's table);
-    ``test`` is the partition no generator and no classifier trained on.
+    seed, whole groups only when the fold is grouped; ``test`` is the partition no generator
+    and no classifier trained on.
     """
-    groups = None
-    if fold.split.group_column is not None:
-        table = read_table(fold.table, fold.path_column, fold.target_column, check_files=False)
-        groups = table_groups(table, fold.split)
+    targets = table.targets.astype(np.int64)
+    groups = table_groups(table, fold.split)
     parts = partition(targets, fold.split, groups)
     if groups is None:
         fit, stop = train_test_split(parts.train, test_size=stop_share, stratify=targets[parts.train],

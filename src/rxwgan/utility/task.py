@@ -41,7 +41,7 @@ def run_task(fold: FoldInputs, task: UtilityTask, settings: UtilitySettings, out
     started = time.perf_counter()
     table = read_table(fold.table, fold.path_column, fold.target_column)
     targets = table.targets.astype(np.int64)
-    rows = fold_rows(fold, targets, task.seed, settings.stop_share)
+    rows = fold_rows(fold, table, task.seed, settings.stop_share)
     generators = {t: load_generator(path, device, settings.weights) for t, path in fold.generators.items()}
     changed = [fold.generators[t] for t, (_, sha) in generators.items() if sha != fold.generator_sha256[t]]
     if changed:  # its result would be filed under the key of generators it did not use
