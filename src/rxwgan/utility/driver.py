@@ -152,8 +152,7 @@ def _run_in(study: Path, out: Path, folds: list[FoldResults], computed: list[str
         fold.aside = set_aside(out, fold.name, fold.key)
         fold.read(out)
     _log_set_aside(folds, log)
-    pending = [task for fold in asked for task in fold.tasks
-               if read_result(out, task, fold.key.depends) is None]
+    pending = [task for fold in asked for task in fold.missing]
     damaged = [task.path for task in pending if (out / task.path).exists()]
     if damaged:
         log(f"{len(damaged)} damaged result file(s), run again: {', '.join(damaged)}")

@@ -45,6 +45,7 @@ class FoldResults:
     tasks: list[UtilityTask]
     aside: SetAside
     records: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[UtilityTask] = field(default_factory=list)  # tasks without a valid result
 
     @property
     def name(self) -> str:
@@ -59,8 +60,9 @@ class FoldResults:
         return STALE if self.aside.stale else MISSING
 
     def read(self, out: Path) -> None:
-        found = (read_result(out, task, self.key.depends) for task in self.tasks)
-        self.records = [record for record in found if record is not None]
+        found = [(task, read_result(out, task, self.key.depends)) for task in self.tasks]
+        self.records = [record for _, record in found if record is not None]
+        self.missing = [task for task, record in found if record is None]
 
 
 @dataclass
