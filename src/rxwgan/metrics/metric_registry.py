@@ -154,27 +154,16 @@ MEMORISATION_KEYS = (*MEMORISATION_SCORES, *(f"pixel_{key}" for key in MEMORISAT
           "images are (unseen: the reference), and authenticity (Alaa et al. 2022), in the feature "
           "space and in pixels", needs_train=True)
 def _memorisation(inputs: MetricInputs) -> dict[str, float]:
-    from rxwgan.metrics.nearest_neighbours import (
-        TWIN_RADIUS,
-        contrast_normalised,
-        find_twins,
-        memorisation_scores,
-        pixel_scale,
-    )
+    from rxwgan.metrics.nearest_neighbours import memorisation_in_both
 
     if inputs.train_images is None:
         raise RxwganError("memorisation needs the generator's training images as well: "
                           "rxwgan evaluate --memorisation RUN_FOLDER finds them in the run")
-    # Twins are found once, on pixels, and hold in both spaces (as rxwgan.synth.memorisation does).
-    twins = find_twins(inputs.fake_images, inputs.train_images, inputs.real_images, TWIN_RADIUS,
-                       contrast_normalised)
     try:
-        features, _ = memorisation_scores(inputs.fake_features, inputs.train_features, inputs.real_features,
-                                          twins)
-        pixels, inputs.shared["nearest_train"] = memorisation_scores(
-            inputs.fake_images, inputs.train_images, inputs.real_images, twins,
-            scale=pixel_scale(inputs.fake_images))
+        checked = memorisation_in_both((inputs.fake_images, inputs.train_images, inputs.real_images),
+                                       (inputs.fake_features, inputs.train_features, inputs.real_features))
     except ValueError as exc:  # too few unseen rows once their twins are set aside
         raise RxwganError(str(exc)) from None
-    return {**features, **{f"pixel_{key}": value for key, value in pixels.items()},
+    inputs.shared["nearest_train"] = checked.nearest_train
+    return {**checked.features, **{f"pixel_{key}": value for key, value in checked.pixels.items()},
             "n_train": len(inputs.train_images)}

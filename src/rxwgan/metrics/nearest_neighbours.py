@@ -48,7 +48,7 @@ memory is ``CHUNK x len(reference)`` distances whatever the number of synthetic 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,6 +220,26 @@ def memorisation_scores(synthetic: Tensor, train: Tensor, unseen: Tensor, twins:
         "median_distance_unseen": float(unseen_distance.median()),
     }
     return scores, (fake_distance, fake_index)
+
+
+@dataclass(frozen=True)
+class Memorisation:
+    """A memorisation check's scores in pixels and in a feature space, under one set of twins."""
+
+    twins: Twins
+    pixels: dict[str, float]
+    features: dict[str, float]
+    nearest_train: tuple[Tensor, Tensor]  # each synthetic image's (pixel distance, training index)
+
+
+def memorisation_in_both(images: Sequence[Tensor], features: Sequence[Tensor]) -> Memorisation:
+    """The check on (synthetic, train, unseen) ``images`` and their ``features``: twins are
+    found once, on contrast-normalised pixels, and hold in both spaces. Raises ValueError when
+    too few unseen rows are left once their twins are set aside."""
+    twins = find_twins(*images, TWIN_RADIUS, contrast_normalised)
+    pixels, nearest_train = memorisation_scores(*images, twins, scale=pixel_scale(images[0]))
+    in_features, _ = memorisation_scores(*features, twins)
+    return Memorisation(twins, pixels, in_features, nearest_train)
 
 
 def authentic_fraction(distance: Tensor, index: Tensor, train_gap: Tensor) -> float:

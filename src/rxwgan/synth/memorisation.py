@@ -38,7 +38,13 @@ from rxwgan.base.errors import RxwganError
 from rxwgan.base.layout import MEMORISATION_RECORD
 from rxwgan.data.table import Table
 from rxwgan.metrics.metric_registry import MEMORISATION_SCORES
-from rxwgan.metrics.nearest_neighbours import CONTRAST_FLOOR, NEAR_COPY_QUANTILE, TWIN_RADIUS, Twins
+from rxwgan.metrics.nearest_neighbours import (
+    CONTRAST_FLOOR,
+    NEAR_COPY_QUANTILE,
+    TWIN_RADIUS,
+    Memorisation,
+    Twins,
+)
 from rxwgan.metrics.sources import ImageSet
 from rxwgan.metrics.space_types import FeatureSpace
 from rxwgan.train.run_info import RunInfo, read_run
@@ -129,7 +135,6 @@ def check_memorisation(run: str | Path | RunInfo, fake: Any, *, n: int | None = 
     ``table``: the table the run trained on, where it is now (a run folder moved or copied
     away from its images).
     """
-    from rxwgan.metrics.nearest_neighbours import contrast_normalised, find_twins
     from rxwgan.metrics.sources import load_images
 
     if unseen not in UNSEEN_PARTITIONS:
@@ -145,8 +150,9 @@ def check_memorisation(run: str | Path | RunInfo, fake: Any, *, n: int | None = 
     if not isinstance(features, FeatureSpace):
         features = run_feature_space(info, device, features, moved)
     images = [found.images for found in sets.values()]
-    twins = find_twins(*images, TWIN_RADIUS, contrast_normalised)
-    scores, (distance, index) = _scores(info, unseen, images, twins, features)
+    checked = _check(info, unseen, images, features)
+    twins, (distance, index) = checked.twins, checked.nearest_train
+    scores = {"features": checked.features, "pixels": checked.pixels}
     record = _record(info, unseen, sets, twins, scores, features, generator)
     if pairs is not None:
         from rxwgan.base.plots import save_pairs
@@ -163,18 +169,14 @@ def check_memorisation(run: str | Path | RunInfo, fake: Any, *, n: int | None = 
     return record
 
 
-def _scores(info: RunInfo, unseen: str, images: list[torch.Tensor], twins: Twins,
-            space: FeatureSpace) -> tuple[dict[str, dict[str, float]], tuple[torch.Tensor, torch.Tensor]]:
-    """Both spaces' scores of the same images, and each synthetic image's nearest training
-    image in pixels."""
-    from rxwgan.metrics.nearest_neighbours import memorisation_scores, pixel_scale
+def _check(info: RunInfo, unseen: str, images: list[torch.Tensor], space: FeatureSpace) -> Memorisation:
+    """Both spaces' scores of the same images, a refusal naming the run when they cannot be had."""
+    from rxwgan.metrics.nearest_neighbours import memorisation_in_both
 
     try:
-        pixels, nearest_train = memorisation_scores(*images, twins, scale=pixel_scale(images[0]))
-        features, _ = memorisation_scores(*(space(part) for part in images), twins)
+        return memorisation_in_both(images, [space(part) for part in images])
     except ValueError as exc:
         raise RxwganError(f"{info.folder} ({unseen} rows of target {info.target}): {exc}") from None
-    return {"features": features, "pixels": pixels}, nearest_train
 
 
 def _record(info: RunInfo, unseen: str, sets: dict[str, ImageSet], twins: Twins,
