@@ -33,24 +33,33 @@ SETTINGS = {"clear": {"n_images": 200},
             "subtle": {"n_images": 120, "findings": "subtle"}}
 TRAINING = {"model": "small", "kimg": 10.0, "batch_size": 32, "n_critic": 1, "lr": 5e-4, "betas": (0.0, 0.9),
             "dropout": 0.0, "save_for_each": 10**6, "disp_for_each": 10**6}
-UTILITY = UtilitySettings(repeats=3, control=("swapped",), classifier=ClassifierSettings())
+UTILITY = UtilitySettings(repeats=3, control=("swapped", "duplicated"), classifier=ClassifierSettings())
+# The finding's measurement (issue *finding*): on the subtle phantoms, per-class generators at the
+# bench's 10 and the demo's 30 kimg per class, against one conditional generator per fold shown
+# the same total number of training images (both classes together).
+VARIANTS = {"clear": ("clear", {}),
+            "subtle": ("subtle", {}),
+            "subtle_30kimg": ("subtle", {"kimg": 30.0})}
+DEFAULT_VARIANTS = ("clear", "subtle")
 
 
 def run() -> dict:
-    chosen = os.environ.get("RXWGAN_BENCH_UTILITY", ",".join(SETTINGS)).split(",")
+    chosen = os.environ.get("RXWGAN_BENCH_UTILITY", ",".join(DEFAULT_VARIANTS)).split(",")
     return {name: measure(name) for name in chosen}
 
 
 def measure(name: str) -> dict:
     folder = WORK / name
-    parameters = {"data": SETTINGS[name], "training": {**TRAINING, "betas": list(TRAINING["betas"])},
+    setting, changes = VARIANTS[name]
+    training = {**TRAINING, **changes}
+    parameters = {"data": SETTINGS[setting], "training": {**training, "betas": list(training["betas"])},
                   "utility": UTILITY.to_dict(), "folds": 5}
     saved = folder / "figures.json"
     if saved.is_file() and json.loads(saved.read_text())["parameters"] == parameters:
         return json.loads(saved.read_text())
     started = time.perf_counter()
-    table = write_demo_data(folder / "data", size=128, seed=0, **SETTINGS[name])
-    base = TrainConfig(input=str(table), output=str(folder / "study"), progress=False, **TRAINING)
+    table = write_demo_data(folder / "data", size=128, seed=0, **SETTINGS[setting])
+    base = TrainConfig(input=str(table), output=str(folder / "study"), progress=False, **training)
     runs = plan_runs(plan_splits("kfold", 5), (0, 1))
     sweep = run_sweep(base, folder / "study", runs, SweepOptions(cpus_per_run=1, refresh=600), log=print,
                       live=False)
@@ -64,6 +73,10 @@ def measure(name: str) -> dict:
         "summary": result.summary.round(4).to_dict("records"),
         "comparisons": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in c.items()}
                         for c in result.comparisons],
+        "headline": result.headline,
+        # what each condition fitted on, per fold: duplicated must match real+synth
+        "fit_images": (result.runs.assign(n_fit=result.runs["n_fit_real"] + result.runs["n_fit_synthetic"])
+                       .groupby(["condition", "split"])["n_fit"].mean().unstack().to_dict("index")),
         "per_fold_auc": (result.runs.groupby(["condition", "split"])["auc"].mean().round(4)
                          .unstack().to_dict("index")),
         "study": str(folder / "study"),

@@ -106,4 +106,4 @@ def test_file_from_before_init_reads_as_keras(tmp_path) -> None:
     meta = {"format": "rxwgan", "format_version": "1", "role": "critic", "arch": "tiny",
             "hparams": json.dumps({"dropout": 0.3})}
     save_file({k: v.contiguous() for k, v in critic.state_dict().items()}, str(path), metadata=meta)
-    assert load_model(path).hparams == {"dropout": 0.3, "init": "keras"}
+    assert load_model(path).hparams == {"dropout": 0.3, "init": "keras", "classes": 0}

@@ -71,9 +71,9 @@ def test_trainable_parameter_counts(arch: str) -> None:
 def test_modules_describe_themselves() -> None:
     generator = build_generator("v3", dropout=0, latent_dim=64)
     assert (generator.arch, generator.role) == ("v3", "generator")
-    assert generator.hparams == {"dropout": 0.0, "latent_dim": 64, "init": "standard"}
+    assert generator.hparams == {"dropout": 0.0, "latent_dim": 64, "init": "standard", "classes": 0}
     assert json.loads(json.dumps(generator.hparams)) == generator.hparams
-    assert build_critic("v2", init="keras").hparams == {"dropout": 0.3, "init": "keras"}
+    assert build_critic("v2", init="keras").hparams == {"dropout": 0.3, "init": "keras", "classes": 0}
 
 
 def test_keras_initialisation() -> None:

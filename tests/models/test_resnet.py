@@ -31,8 +31,9 @@ def test_registered_sizes_and_defaults() -> None:
         info = model_info(arch)
         assert (info.image_size, info.latent_dim) == (size, 128)
         assert build_generator(arch, width=1).hparams == {"latent_dim": 128, "width": 1,
-                                                          "init": "standard"}
-        assert build_critic(arch, width=1).hparams == {"width": 1, "norm": "none", "init": "standard"}
+                                                          "init": "standard", "classes": 0}
+        assert build_critic(arch, width=1).hparams == {"width": 1, "norm": "none", "init": "standard",
+                                                       "classes": 0}
 
 
 @pytest.mark.parametrize("arch", sorted(SIZES))

@@ -19,7 +19,7 @@ from rxwgan.cli.common import (
 from rxwgan.cli.data import add_bit_depth_flag
 from rxwgan.demo import DemoSettings, run_demo
 from rxwgan.metrics.space_registry import feature_choices, features_help
-from rxwgan.train.config import DEFAULT_MODEL, INITS, KERAS_MODEL, PRECISIONS, TrainConfig
+from rxwgan.train.config import CLASS_BALANCES, DEFAULT_MODEL, INITS, KERAS_MODEL, PRECISIONS, TrainConfig
 
 
 def cmd_create_models(args: argparse.Namespace) -> int:
@@ -121,6 +121,13 @@ def add_loop_flags(parser: argparse.ArgumentParser) -> None:
     setting("lr", "--lr", type=float, help="Adam learning rate of both networks")
     setting("betas", "--betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam betas")
     setting("gp_weight", "--gp_weight", "--gp-weight", type=float, help="gradient penalty weight")
+    setting("conditional", "--conditional", action="store_true",
+            help="one generator for both classes, told each image's class (conditional BatchNorm or a "
+                 "class embedding; a projection critic)")
+    setting("class_balance", "--class_balance", "--class-balance", choices=CLASS_BALANCES,
+            help="--conditional batches: balanced (half each class) or table (the table's mix)")
+    setting("fade_kimg", "--fade_kimg", "--fade-kimg", type=float,
+            help="--conditional: grow the class terms from 0 to full over this many kimg (0: full at once)")
     setting("dropout", "--dropout", type=float, help="dropout rate", unset="the architecture's")
     add_init_flag(parser)
     setting("augment", "--augment", type=augment_policy, unset="none",
@@ -175,6 +182,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     lengths = [f"--{name}" for name in LENGTH_SETTINGS if name in values]
     if len(lengths) > 1:  # TrainConfig cannot tell a typed --epochs from its default
         raise RxwganError(f"{' and '.join(lengths)} each set the training length: give one")
+    if values.get("conditional") and "target" in values:
+        raise RxwganError("--target picks the class of a per-class run; a --conditional run learns both "
+                          "(give one of the two)")
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
     if hasattr(args, "fold"):  # train names its partition; a sweep plans one per run
@@ -213,4 +223,5 @@ def register(verbs: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=cmd_demo)
     add_create_flags(verbs.add_parser("create-models", help="write an initialised generator and critic"),
                      default_output=".")
-    add_train_flags(verbs.add_parser("train", help="train a WGAN-GP on one class of one fold"))
+    add_train_flags(verbs.add_parser(
+        "train", help="train a WGAN-GP on one class of one fold (or both: --conditional)"))

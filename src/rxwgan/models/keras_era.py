@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from rxwgan.base.errors import RxwganError
+from rxwgan.models.conditioning import LABEL_DIM, Projection, checked_classes, condition_of
 from rxwgan.models.inits import checked_init, init_like_keras, init_tanh_output
 from rxwgan.models.keras_layers import (
     BN_EPS,
@@ -48,13 +49,13 @@ class GeneratorSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {"latent_dim": self.latent_dim, "dropout": self.dropout, "init": "standard"}
+        return {"latent_dim": self.latent_dim, "dropout": self.dropout, "init": "standard", "classes": 0}
 
-    def build(self, *, latent_dim: int, dropout: float, init: str) -> Generator:
+    def build(self, *, latent_dim: int, dropout: float, init: str, classes: int) -> Generator:
         if latent_dim < 1:
             raise RxwganError(f"latent_dim must be at least 1, got {latent_dim}")
         return Generator(self, latent_dim=latent_dim, dropout=_checked_dropout(dropout),
-                         init=checked_init(init))
+                         init=checked_init(init), classes=checked_classes(classes))
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,11 @@ class CriticSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {"dropout": self.dropout, "init": "standard"}
+        return {"dropout": self.dropout, "init": "standard", "classes": 0}
 
-    def build(self, *, dropout: float, init: str) -> Critic:
+    def build(self, *, dropout: float, init: str, classes: int) -> Critic:
         checked_init(init)  # both choices are the Keras init for this critic: it has no tanh
-        return Critic(self, dropout=_checked_dropout(dropout))
+        return Critic(self, dropout=_checked_dropout(dropout), classes=checked_classes(classes))
 
 
 def _checked_dropout(p: float) -> float:
@@ -83,13 +84,14 @@ def _checked_dropout(p: float) -> float:
 
 class Generator(nn.Module):
     def __init__(self, spec: GeneratorSpec, *, latent_dim: int, dropout: float,
-                 init: str = "standard") -> None:
+                 init: str = "standard", classes: int = 0) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.image_size = spec.image_size
         self.start_shape = spec.start_shape
+        self.classes = classes
         channels, height, width = spec.start_shape
-        self.project = nn.Linear(latent_dim, channels * height * width)
+        self.project = nn.Linear(latent_dim + (LABEL_DIM if classes else 0), channels * height * width)
         blocks = []
         for out in spec.channels:
             blocks.append(nn.Sequential(
@@ -104,17 +106,24 @@ class Generator(nn.Module):
         init_like_keras(self)
         if init == "standard":  # after the Keras init, so "keras" draws exactly what it always did
             init_tanh_output(self.to_image)
+        if classes:  # the class joins z before the Dense layer
+            self.label = nn.Embedding(classes, LABEL_DIM)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, latent_dim) -> (N, 1, S, S) images in [-1, 1]."""
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                strength: float = 1.0) -> torch.Tensor:
+        """(N, latent_dim) [and (N,) classes] -> (N, 1, S, S) images in [-1, 1]."""
+        condition = condition_of(self.classes, labels, strength)
+        if condition is not None:
+            z = torch.cat([z, condition.strength * self.label(condition.labels)], dim=1)
         x = self.project(z).unflatten(1, self.start_shape)
         return torch.tanh(self.to_image(self.blocks(x)))
 
 
 class Critic(nn.Module):
-    def __init__(self, spec: CriticSpec, *, dropout: float) -> None:
+    def __init__(self, spec: CriticSpec, *, dropout: float, classes: int = 0) -> None:
         super().__init__()
         self.image_size = spec.image_size
+        self.classes = classes
         layers: list[nn.Module] = []
         channels, side = 1, spec.image_size
         for out in spec.channels:
@@ -125,10 +134,16 @@ class Critic(nn.Module):
         self.feature_shape = (channels, side, side)
         self.head = nn.Linear(channels * side * side, 1)
         init_like_keras(self)
+        if classes:  # projection on the flattened features that feed the Dense layer
+            self.projection = Projection(channels * side * side, classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1, S, S) images -> (N, 1) unbounded scores."""
-        return self.head(self.features(x).flatten(1))
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                strength: float = 1.0) -> torch.Tensor:
+        """(N, 1, S, S) images [and (N,) classes] -> (N, 1) unbounded scores."""
+        condition = condition_of(self.classes, labels, strength)
+        features = self.features(x).flatten(1)
+        score = self.head(features)
+        return score if condition is None else score + self.projection(features, condition)
 
 
 @register("v1")

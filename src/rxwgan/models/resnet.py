@@ -38,6 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from rxwgan.base.errors import RxwganError
+from rxwgan.models.conditioning import (
+    Condition,
+    Projection,
+    batch_norm,
+    checked_classes,
+    condition_of,
+    run_layers,
+)
 from rxwgan.models.inits import checked_init, init_like_keras, init_tanh_output
 from rxwgan.models.registry import register
 
@@ -56,19 +64,21 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 class UpBlock(nn.Module):
-    """Residual block doubling the side (generator); BatchNorm before each ReLU."""
+    """Residual block doubling the side (generator); BatchNorm before each ReLU, conditional
+    BatchNorm when the generator has classes."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, classes: int = 0) -> None:
         super().__init__()
         # Conv biases would be cancelled by the BatchNorm that follows each sum: none.
         self.main = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
-            _conv3(cin, cout, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            batch_norm(cin, classes), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
+            _conv3(cin, cout, bias=False), batch_norm(cout, classes), nn.ReLU(),
             _conv3(cout, cout, bias=False))
         self.shortcut = nn.Conv2d(cin, cout, 1, bias=False) if cin != cout else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x) + F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest")
+    def forward(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
+        return run_layers(self.main, x, condition) + F.interpolate(self.shortcut(x), scale_factor=2,
+                                                                   mode="nearest")
 
 
 class DownBlock(nn.Module):
@@ -110,30 +120,36 @@ def _sides(image_size: int) -> list[int]:
 
 
 class ResNetGenerator(nn.Module):
-    def __init__(self, image_size: int, *, latent_dim: int, width: int, init: str) -> None:
+    def __init__(self, image_size: int, *, latent_dim: int, width: int, init: str, classes: int = 0) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.image_size = image_size
+        self.classes = classes
         channels = [width * min(MAX_MULTIPLIER, image_size // side) for side in _sides(image_size)]
         self.start_shape = (channels[0], START_SIDE, START_SIDE)
         self.project = nn.Linear(latent_dim, channels[0] * START_SIDE * START_SIDE)
-        self.blocks = nn.Sequential(*(UpBlock(a, b) for a, b in pairwise(channels)))
-        self.finish = nn.Sequential(nn.BatchNorm2d(channels[-1]), nn.ReLU())
+        self.blocks = nn.Sequential(*(UpBlock(a, b, classes) for a, b in pairwise(channels)))
+        self.finish = nn.Sequential(batch_norm(channels[-1], classes), nn.ReLU())
         self.to_image = _conv3(channels[-1], 1)
         _initialise(self, init)
         if init == "standard":
             init_tanh_output(self.to_image)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, latent_dim) -> (N, 1, S, S) images in [-1, 1]."""
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                strength: float = 1.0) -> torch.Tensor:
+        """(N, latent_dim) [and (N,) classes] -> (N, 1, S, S) images in [-1, 1]."""
+        condition = condition_of(self.classes, labels, strength)
         x = self.project(z).unflatten(1, self.start_shape)
-        return torch.tanh(self.to_image(self.finish(self.blocks(x))))
+        for block in self.blocks:
+            x = block(x, condition)
+        return torch.tanh(self.to_image(run_layers(self.finish, x, condition)))
 
 
 class ResNetCritic(nn.Module):
-    def __init__(self, image_size: int, *, width: int, norm: str, init: str) -> None:
+    def __init__(self, image_size: int, *, width: int, norm: str, init: str, classes: int = 0) -> None:
         super().__init__()
         self.image_size = image_size
+        self.classes = classes
         sides = _sides(image_size // 2)[::-1]  # S/2, S/4, ..., 4
         channels = [width * min(MAX_MULTIPLIER, image_size // (2 * side)) for side in sides]
         blocks: list[nn.Module] = [OptimisedBlock(1, channels[0])]
@@ -142,10 +158,16 @@ class ResNetCritic(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(channels[-1], 1)
         _initialise(self, init)
+        if classes:  # after the init, which would otherwise redraw its (zero) embedding
+            self.projection = Projection(channels[-1], classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1, S, S) images -> (N, 1) unbounded scores."""
-        return self.head(F.relu(self.blocks(x)).mean(dim=(2, 3)))
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                strength: float = 1.0) -> torch.Tensor:
+        """(N, 1, S, S) images [and (N,) classes] -> (N, 1) unbounded scores."""
+        condition = condition_of(self.classes, labels, strength)
+        features = F.relu(self.blocks(x)).mean(dim=(2, 3))
+        score = self.head(features)
+        return score if condition is None else score + self.projection(features, condition)
 
 
 def _initialise(module: nn.Module, init: str) -> None:
@@ -177,11 +199,12 @@ class ResNetGeneratorSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {"latent_dim": self.latent_dim, "width": self.width, "init": "standard"}
+        return {"latent_dim": self.latent_dim, "width": self.width, "init": "standard", "classes": 0}
 
-    def build(self, *, latent_dim: int, width: int, init: str) -> ResNetGenerator:
+    def build(self, *, latent_dim: int, width: int, init: str, classes: int) -> ResNetGenerator:
         return ResNetGenerator(self.image_size, latent_dim=_positive("latent_dim", latent_dim),
-                               width=_positive("width", width), init=checked_init(init))
+                               width=_positive("width", width), init=checked_init(init),
+                               classes=checked_classes(classes))
 
 
 @dataclass(frozen=True)
@@ -191,13 +214,13 @@ class ResNetCriticSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {"width": self.width, "norm": "none", "init": "standard"}
+        return {"width": self.width, "norm": "none", "init": "standard", "classes": 0}
 
-    def build(self, *, width: int, norm: str, init: str) -> ResNetCritic:
+    def build(self, *, width: int, norm: str, init: str, classes: int) -> ResNetCritic:
         if norm not in NORMS:
             raise RxwganError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
         return ResNetCritic(self.image_size, width=_positive("width", width), norm=norm,
-                            init=checked_init(init))
+                            init=checked_init(init), classes=checked_classes(classes))
 
 
 # Width 32: at 128 px one training step (critic step with penalty + generator step, batch 16,

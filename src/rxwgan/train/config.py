@@ -14,6 +14,8 @@ from rxwgan.data.images import check_bit_depth
 from rxwgan.data.splits import DEFAULT_SEED, SplitSpec
 
 PRECISIONS = ("auto", "fp32", "bf16")
+CLASS_BALANCES = ("balanced", "table")  # a conditional run's batches: half each class, or the table's mix
+TARGETS = (0, 1)  # the classes of a table; a conditional network takes both
 INITS = ("standard", "keras")
 DEFAULT_MODEL = "resnet128"  # a fresh run's network: the ResNet WGAN-GP, at v1's 128 px
 KERAS_MODEL = "v1"  # what the old tool's create_models.py and run_wgangp.py build
@@ -23,7 +25,8 @@ MIN_BATCH_SIZE = 2
 # Fields that change what a run computes: resuming with any of them changed is refused. The
 # table is compared by content (run_folder) and the architecture by what the run built.
 IDENTITY_FIELDS = ("target", "split", "seed", "batch_size", "init", "augment", "ema_kimg", "n_critic",
-                   "lr", "betas", "gp_weight", "dropout", "path_column", "target_column", "bit_depth")
+                   "lr", "betas", "gp_weight", "dropout", "path_column", "target_column", "bit_depth",
+                   "conditional", "class_balance", "fade_kimg")
 
 
 @dataclass
@@ -35,7 +38,10 @@ class TrainConfig:
     model: str | None = None  # None: -g/-c's architecture, a resumed run's, else DEFAULT_MODEL
     generator: str | None = None
     critic: str | None = None
-    target: int = 1
+    target: int = 1  # the class a per-class run learns; a conditional run learns both
+    conditional: bool = False  # one generator for both classes, told the class of each image
+    class_balance: str = "balanced"  # conditional batches: "balanced" (half each class) or "table"
+    fade_kimg: float = 0.0  # conditional: the class terms grow from 0 to full over this many kimg
     split: SplitSpec = SplitSpec.from_flags()  # which partition; its own seed shuffles the folds
     seed: int = DEFAULT_SEED  # initialisation, shuffling, latents, dropout
     batch_size: int = 16
@@ -87,8 +93,15 @@ class TrainConfig:
                             "--dropout": self.dropout or 0.0}.items():
             if not math.isfinite(value):
                 raise RxwganError(f"{flag} must be a finite number, not {value}")
-        if self.target not in (0, 1):
+        if self.target not in TARGETS:
             raise RxwganError(f"--target must be 0 or 1, not {self.target}")
+        if self.class_balance not in CLASS_BALANCES:
+            raise RxwganError(f"--class_balance must be one of {', '.join(CLASS_BALANCES)}, "
+                              f"not {self.class_balance!r}")
+        if not math.isfinite(self.fade_kimg) or self.fade_kimg < 0:
+            raise RxwganError(f"--fade_kimg must be 0 (no fade-in) or more, not {self.fade_kimg}")
+        if self.fade_kimg and not self.conditional:
+            raise RxwganError("--fade_kimg fades a class condition in: it needs --conditional")
         if self.n_critic < 0:
             raise RxwganError(f"--n_critic must be 0 or more, not {self.n_critic}")
         if self.lr <= 0:
@@ -150,6 +163,23 @@ class TrainConfig:
         if self.gen_steps is not None:
             return max(1, math.ceil(self.gen_steps * self.critic_steps_per_gen_step / batches_per_epoch))
         return self.epochs
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        """The classes the run learns: both for a conditional run, else its target."""
+        return TARGETS if self.conditional else (self.target,)
+
+    @property
+    def what(self) -> str:
+        """The run's classes in words, for log lines."""
+        return "targets 0 and 1 (conditional)" if self.conditional else f"target {self.target}"
+
+    def strength(self, critic_steps: int) -> float:
+        """The class terms' strength after ``critic_steps`` batches: full, or growing linearly
+        over the first --fade_kimg thousand images."""
+        if not self.fade_kimg:
+            return 1.0
+        return min(1.0, critic_steps * self.batch_size / (1000 * self.fade_kimg))
 
     @property
     def critic_steps_per_gen_step(self) -> int:

@@ -1,4 +1,4 @@
-"""The WGAN-GP training loop for one class of one fold, with exact resume.
+"""The WGAN-GP training loop for one class of one fold (or both, conditional), with exact resume.
 
 ``train(config)`` is the whole job: lock the run folder, let ``setup`` prepare the run
 (``folder`` decides between a fresh run, a resume and the old tool's restart),
@@ -28,8 +28,15 @@ from rxwgan.train import artefacts
 from rxwgan.train.augment import parse_policy
 from rxwgan.train.config import TrainConfig
 from rxwgan.train.setup import prepare
-from rxwgan.train.state import PartialEpoch, append_epoch
-from rxwgan.train.steps import NonFiniteLoss, StepSettings, critic_step, generator_step, validation_losses
+from rxwgan.train.state import PartialEpoch, append_epoch, grid_batch
+from rxwgan.train.steps import (
+    Classes,
+    NonFiniteLoss,
+    StepSettings,
+    critic_step,
+    generator_step,
+    validation_losses,
+)
 
 
 @dataclass
@@ -60,6 +67,7 @@ class Trainer:
         setup = prepare(config, log)
         self.device, self.precision, self.state = setup.device, setup.precision, setup.state
         self.train_images, self.val_images = setup.train_images, setup.val_images
+        self.train_labels, self.val_labels = setup.train_labels, setup.val_labels
         self.folder, self.table_print, self.epochs = setup.folder, setup.table_print, setup.epochs
         self.space = setup.space
         self.step_settings = StepSettings(config.gp_weight, self.precision, self.device,
@@ -85,9 +93,10 @@ class Trainer:
                     with reused_cpu_memory(self.device.type == "cpu" and config.reuse_cpu_memory):
                         values = self._train_epoch(epoch)
                     if self.val_images is not None:
+                        classes = None if self.val_labels is None else Classes(self.val_labels)
                         values.update({f"val_{k}": v for k, v in validation_losses(
                             state.generator, state.critic, self.val_images, self.step_settings,
-                            seed=config.seed, batch_size=config.batch_size).items()})
+                            seed=config.seed, batch_size=config.batch_size, classes=classes).items()})
                     values.update(self._evaluate(epoch))
                     self._end_epoch(epoch, values, time.perf_counter() - start, writer)
                     if self.stop_requested and epoch < self.epochs:
@@ -109,14 +118,14 @@ class Trainer:
         if state.partial is not None and state.partial.epoch == epoch:
             progress = state.partial
         else:
-            progress = PartialEpoch(epoch, torch.randperm(count, generator=state.rng, device=self.device))
+            progress = PartialEpoch(epoch, self._epoch_order(count))
         state.partial = None
         # Off a terminal the per-epoch log line says enough: no bar inside each epoch.
         for index in progress_bar(range(progress.batch, n_batches), desc=f"epoch {epoch}", unit="batch",
                                   leave=False, disable=not (config.progress and sys.stderr.isatty())):
-            real = self.train_images[progress.order[index * batch:(index + 1) * batch]]
+            rows = progress.order[index * batch:(index + 1) * batch]
             try:
-                progress.add(self._step(real, batch))
+                progress.add(self._step(rows, batch))
             except NonFiniteLoss as exc:
                 kept = (f"the last good checkpoint (epoch {state.epoch}) stays in {self.out}"
                         if self.folder.checkpointed else "no checkpoint had been written yet")
@@ -130,14 +139,26 @@ class Trainer:
         means = progress.means((*LOSS_KEYS, *DIVERGENCE_KEYS))
         return {f"train_{key}": value for key, value in means.items()}
 
-    def _step(self, real: torch.Tensor, batch: int) -> dict[str, float]:
-        """One critic update and, every ``critic_steps_per_gen_step``-th, a generator update."""
-        state = self.state
-        values = critic_step(state.generator, state.critic, state.opt_d, real, state.rng, self.step_settings)
+    def _epoch_order(self, count: int) -> torch.Tensor:
+        """The epoch's order of training images: a shuffle, or (conditional, balanced) classes in turn."""
+        rng = self.state.rng
+        if self.train_labels is None or self.config.class_balance == "table":
+            return torch.randperm(count, generator=rng, device=self.device)
+        return balanced_order(self.train_labels, rng)
+
+    def _step(self, rows: torch.Tensor, batch: int) -> dict[str, float]:
+        """One critic update on the training images at ``rows`` and, every
+        ``critic_steps_per_gen_step``-th, a generator update."""
+        state, config = self.state, self.config
+        real = self.train_images[rows]
+        classes = (None if self.train_labels is None else
+                   Classes(self.train_labels[rows], config.strength(state.critic_updates)))
+        values = critic_step(state.generator, state.critic, state.opt_d, real, state.rng, self.step_settings,
+                             classes)
         state.critic_updates += 1
-        if state.critic_updates % self.config.critic_steps_per_gen_step == 0:
+        if state.critic_updates % config.critic_steps_per_gen_step == 0:
             values.update(generator_step(state.generator, state.critic, state.opt_g, batch, state.rng,
-                                         self.step_settings))
+                                         self.step_settings, classes))
             if state.ema is not None:
                 state.ema.update(state.generator, batch)
         return values
@@ -152,8 +173,23 @@ class Trainer:
 
         state = self.state
         self.folder.record_space(space, state.history)
-        results = evaluate_generator(state.sampler, self.val_images.float().contiguous().cpu(),
-                                     list(config.eval_metrics), space, seed=config.seed)
+        images, metrics = self.val_images.float().contiguous().cpu(), list(config.eval_metrics)
+        if self.val_labels is None:
+            results = evaluate_generator(state.sampler, images, metrics, space, seed=config.seed)
+        else:  # each class against its own rows; the plain names hold the mean over the classes
+            from rxwgan.metrics.metric_registry import resolve_metrics
+            from rxwgan.models.conditioning import ClassBound
+
+            labels, per_class = self.val_labels.cpu(), {}
+            for target in config.classes:
+                bound = ClassBound(state.sampler, target)
+                per_class[target] = evaluate_generator(bound, images[labels == target], metrics, space,
+                                                       seed=config.seed)
+            results = {key: sum(values[key] for values in per_class.values()) / len(per_class)
+                       for key in per_class[config.classes[0]]}
+            scores = {key for metric in resolve_metrics(metrics) for key in metric.keys}
+            results |= {f"{key}_{target}": value for target, values in per_class.items()
+                        for key, value in values.items() if key in scores}
         kid = results.get("kid")
         if kid is not None and (state.best is None or kid < state.best["kid"]):
             state.best = {"epoch": epoch, "kid": float(kid), "space_id": space.key}
@@ -176,8 +212,9 @@ class Trainer:
     def samples(self) -> torch.Tensor:
         """The fixed-latent sample grid's images, from the (averaged) generator in inference mode."""
         sampler = self.state.sampler.eval()
+        z, labels = grid_batch(self.state.fixed_z, len(self.config.classes) if self.config.conditional else 0)
         with torch.no_grad():
-            return sampler(self.state.fixed_z).float().cpu()
+            return (sampler(z) if labels is None else sampler(z, labels)).float().cpu()
 
     def _checkpoint(self) -> None:
         state = self.state
@@ -194,3 +231,18 @@ class Trainer:
         self.stop_requested = True
         self.log(f"{signal_name}: finishing the current step, then saving a checkpoint (send again to "
                  f"stop at once)")
+
+
+def balanced_order(labels: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """An epoch's order of ``len(labels)`` rows taking the classes in turn: each class's rows
+    shuffled, a smaller class's repeated (reshuffled) until it lasts, so every batch of an
+    even size holds as many images of each class."""
+    classes = labels.unique()
+    per_class = -(-len(labels) // len(classes))
+    columns = []
+    for target in classes:
+        rows = torch.nonzero(labels == target).flatten()
+        draws = [rows[torch.randperm(len(rows), generator=rng, device=rows.device)]
+                 for _ in range(-(-per_class // len(rows)))]
+        columns.append(torch.cat(draws)[:per_class])
+    return torch.stack(columns, dim=1).flatten()[:len(labels)]

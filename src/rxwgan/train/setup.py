@@ -39,6 +39,8 @@ class Setup:
     state: RunState
     train_images: torch.Tensor
     val_images: torch.Tensor | None
+    train_labels: torch.Tensor | None  # each image's class in a conditional run, else None
+    val_labels: torch.Tensor | None
     folder: RunFolder
     table_print: dict[str, Any]  # the table's content fingerprint, kept in every checkpoint
     epochs: int  # the run's length: --epochs, or what --kimg / --gen_steps come to
@@ -50,7 +52,8 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
     out = Path(config.output)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    table = read_table(config.input, config.path_column, config.target_column, target=config.target)
+    table = read_table(config.input, config.path_column, config.target_column,
+                       target=None if config.conditional else config.target)
     table_print = table_fingerprint(table, config.split)
     parts = partition_table(table, config.split)
     rows = class_rows(config, table, parts)
@@ -62,10 +65,12 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
     arch = resumed.get("arch") or resumed.get("config", {}).get("model")  # older checkpoints: config
     generator, critic = (initial_network(config, role, arch) for role in ("generator", "critic"))
     train_images, val_images = fold_images(config, table, rows, int(generator.image_size), device)
+    train_labels, val_labels = (_labels(table, rows[name], device) if config.conditional and rows[name]
+                                else None for name in ("train", "val"))
     if config.split.group_column is None:
         warn_straddling_twins(config, table, rows, log)
     grouped = "" if config.split.group_column is None else f" (whole {config.split.group_column} groups)"
-    log(f"{config.split.name}{grouped}, target {config.target}: {len(train_images)} training and "
+    log(f"{config.split.name}{grouped}, {config.what}: {len(train_images)} training and "
         f"{0 if val_images is None else len(val_images)} validation images at {generator.image_size}px "
         f"on {device} ({precision})")
     if config.kimg is not None or config.gen_steps is not None:
@@ -79,7 +84,7 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
         log(f"resuming from the checkpoint in {out} ({where})")
     elif start.legacy:
         state.restore_legacy(config, log)
-    check_evaluation(config, val_images)
+    check_evaluation(config, val_images, val_labels)
     space = None
     if evaluates_ahead(config, state.epoch, epochs):
         from rxwgan.metrics.space_per_study import space_of_run
@@ -91,7 +96,8 @@ def prepare(config: TrainConfig, log: Log) -> Setup:
     counts = {"train_images": len(train_images), "val_images": 0 if val_images is None else len(val_images),
               "epochs": epochs}
     folder.write_config(config, generator, critic, device, precision, counts, table_print["sha256"])
-    return Setup(device, precision, state, train_images, val_images, folder, table_print, epochs, space)
+    return Setup(device, precision, state, train_images, val_images, train_labels, val_labels, folder,
+                 table_print, epochs, space)
 
 
 def evaluates_ahead(config: TrainConfig, done: int, epochs: int) -> bool:
@@ -101,14 +107,21 @@ def evaluates_ahead(config: TrainConfig, done: int, epochs: int) -> bool:
 
 
 def class_rows(config: TrainConfig, table: Table, parts: Partition) -> dict[str, list[int]]:
-    """The run's class's training and validation rows of the fold (at least 2 training rows)."""
+    """The run's classes' training and validation rows of the fold (at least 2 training rows of
+    each class)."""
     targets = table.targets
-    rows = {name: [int(i) for i in getattr(parts, name) if targets[i] == config.target]
+    rows = {name: [int(i) for i in getattr(parts, name) if targets[i] in config.classes]
             for name in ("train", "val")}
-    if len(rows["train"]) < 2:
-        raise RxwganError(f"{config.input}: only {len(rows['train'])} training row(s) of target "
-                          f"{config.target} in {config.split.name}; at least 2 are needed")
+    for target in config.classes:
+        found = sum(targets[i] == target for i in rows["train"])
+        if found < 2:
+            raise RxwganError(f"{config.input}: only {found} training row(s) of target "
+                              f"{target} in {config.split.name}; at least 2 are needed")
     return rows
+
+
+def _labels(table: Table, positions: list[int], device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(table.targets[positions], dtype=torch.long, device=device)
 
 
 def warn_straddling_twins(config: TrainConfig, table: Table, rows: dict[str, list[int]], log: Log) -> None:
@@ -124,7 +137,7 @@ def warn_straddling_twins(config: TrainConfig, table: Table, rows: dict[str, lis
     sides = ["train"] * len(rows["train"]) + ["val"] * len(rows["val"])
     count = straddling(groups, sides)
     if count:
-        log(f"warning: {count} group(s) of identical images of target {config.target} straddle training "
+        log(f"warning: {count} group(s) of identical images of {config.what} straddle training "
             f"and validation in {config.split.name}; --group-column COL keeps a patient's rows on one side, "
             f"and rxwgan table dedupe drops exact twins")
 
@@ -142,7 +155,8 @@ def fold_images(config: TrainConfig, table: Table, rows: dict[str, list[int]], s
     return load(rows["train"]), (load(rows["val"]) if rows["val"] else None)
 
 
-def check_evaluation(config: TrainConfig, val_images: torch.Tensor | None) -> None:
+def check_evaluation(config: TrainConfig, val_images: torch.Tensor | None,
+                     val_labels: torch.Tensor | None = None) -> None:
     """--eval_for_each: an unknown metric or too few validation images fails now, not at epoch N."""
     if not config.eval_for_each:
         return
@@ -152,7 +166,11 @@ def check_evaluation(config: TrainConfig, val_images: torch.Tensor | None) -> No
         if metric.needs_train:
             raise RxwganError(f"--eval_metrics {metric.name} is not an epoch metric: run rxwgan evaluate "
                               f"--memorisation RUN_FOLDER on the finished run")
-    available = 0 if val_images is None else len(val_images)
-    if available < MIN_EVAL_IMAGES:
-        raise RxwganError(f"--eval_for_each needs at least {MIN_EVAL_IMAGES} validation images "
-                          f"of target {config.target}; {config.split.name} has {available}")
+    for target in config.classes:
+        if val_images is None:
+            available = 0
+        else:
+            available = len(val_images) if val_labels is None else int((val_labels == target).sum())
+        if available < MIN_EVAL_IMAGES:
+            raise RxwganError(f"--eval_for_each needs at least {MIN_EVAL_IMAGES} validation images "
+                              f"of target {target}; {config.split.name} has {available}")

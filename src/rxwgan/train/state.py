@@ -26,6 +26,9 @@ from rxwgan.train.config import TrainConfig
 from rxwgan.train.ema import GeneratorEMA, new_ema
 
 GRID_SIDE = 5  # the fixed latents: a GRID_SIDE x GRID_SIDE grid of samples each epoch
+# A conditional run's grid: GRID_SIDE columns, and for each of these rows of latents one row
+# per class, so each latent shows the same chest under each class.
+CONDITIONAL_GRID_ROWS = 3
 
 
 def empty_history() -> dict[str, list[float | None]]:
@@ -173,13 +176,19 @@ def initial_network(config: TrainConfig, role: str, arch: str | None = None) -> 
     path = config.generator if role == "generator" else config.critic
     overrides = {} if config.dropout is None else {"dropout": config.dropout}
     build = build_generator if role == "generator" else build_critic
+    classes = len(config.classes) if config.conditional else 0
     if path:  # training continues the trained weights, not their moving average
         loaded = load_model(path, role=role, weights="raw")
+        if int(loaded.hparams.get("classes", 0)) != classes:
+            flag = "-g" if role == "generator" else "-c"
+            kind = "a conditional" if loaded.hparams.get("classes") else "a per-class"
+            raise RxwganError(f"{flag} {path} holds {kind} {role}; "
+                              f"{'drop' if classes == 0 else 'add'} --conditional to train it")
         module = build(loaded.arch, **{**loaded.hparams, **overrides})
         module.load_state_dict(loaded.state_dict())
         return module
     torch.manual_seed(config.seed + (0 if role == "generator" else 1))
-    return build(arch or config.architecture, init=config.init, **overrides)
+    return build(arch or config.architecture, init=config.init, classes=classes, **overrides)
 
 
 def new_state(config: TrainConfig, generator: nn.Module, critic: nn.Module, device: torch.device) -> RunState:
@@ -195,5 +204,22 @@ def new_state(config: TrainConfig, generator: nn.Module, critic: nn.Module, devi
         generator=generator, critic=critic,
         opt_g=torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas),
         opt_d=torch.optim.Adam(critic.parameters(), lr=config.lr, betas=config.betas),
-        rng=rng, fixed_z=torch.randn(GRID_SIDE**2, generator.latent_dim, generator=rng, device=device),
+        rng=rng,
+        fixed_z=torch.randn(grid_latents(config), generator.latent_dim, generator=rng, device=device),
         ema=new_ema(generator, config.ema_kimg))
+
+
+def grid_latents(config: TrainConfig) -> int:
+    """How many fixed latents the sample grid draws from."""
+    return GRID_SIDE * CONDITIONAL_GRID_ROWS if config.conditional else GRID_SIDE**2
+
+
+def grid_batch(fixed_z: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The grid's latents and classes: each row of GRID_SIDE latents once per class, one row
+    under another, so a column shows one latent under every class (classes 0: as they are)."""
+    if not classes:
+        return fixed_z, None
+    rows = fixed_z.unflatten(0, (-1, GRID_SIDE))  # (rows, GRID_SIDE, latent)
+    z = rows.unsqueeze(1).expand(-1, classes, -1, -1).flatten(0, 2)
+    labels = torch.arange(classes, device=fixed_z.device).repeat_interleave(GRID_SIDE).repeat(len(rows))
+    return z, labels

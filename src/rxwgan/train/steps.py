@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,27 @@ class StepSettings:
     policy: Policy = ()  # the DiffAugment operations before the critic
 
 
+@dataclass(frozen=True)
+class Classes:
+    """A conditional run's batch: each image's class, and the strength of the class terms
+    (below 1 while the condition fades in). Unconditional runs pass None instead."""
+
+    labels: Tensor
+    strength: float = 1.0
+
+    def rows(self, index: slice | Tensor) -> Classes:
+        return Classes(self.labels[index], self.strength)
+
+    def twice(self) -> Classes:
+        """For one call that scores reals and fakes of the same classes together."""
+        return Classes(torch.cat([self.labels, self.labels]), self.strength)
+
+
+def _given(classes: Classes | None) -> tuple:
+    """The extra arguments a network takes for ``classes``: none when the run is unconditional."""
+    return () if classes is None else (classes.labels, classes.strength)
+
+
 class NonFiniteLoss(Exception):
     """A loss became NaN or infinite; raised before the update so the weights stay good."""
 
@@ -45,28 +67,32 @@ def has_batch_statistics(critic: nn.Module) -> bool:
 
 
 def critic_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor,
-                rng: torch.Generator, settings: StepSettings) -> dict[str, float]:
+                rng: torch.Generator, settings: StepSettings,
+                classes: Classes | None = None) -> dict[str, float]:
     """One critic update on ``real``: Wasserstein loss plus ``settings.gp_weight`` x gradient penalty.
 
     With a DiffAugment ``settings.policy`` the critic sees augmented reals and fakes (and x_hat
-    between them); the history's divergences compare the images themselves.
+    between them); the history's divergences compare the images themselves. A conditional run
+    (``classes``) draws each fake in its real's class, so every x_hat lies between two images of
+    one class and is scored as that class.
     """
     generator.train()
     critic.train()
     z = torch.randn(len(real), generator.latent_dim, generator=rng, device=real.device)
     with autocast(real.device, settings.precision):
         with torch.no_grad():
-            fake = generator(z).float()
+            fake = generator(z, *_given(classes)).float()
         seen_real, seen_fake = augment(real, settings.policy, rng), augment(fake, settings.policy, rng)
         x_hat = interpolate(seen_real, seen_fake, rng)
         if has_batch_statistics(critic):
-            d_real, d_fake = critic(seen_real), critic(seen_fake)
+            d_real, d_fake = critic(seen_real, *_given(classes)), critic(seen_fake, *_given(classes))
         else:  # one call scores reals and fakes together: exact without batch statistics
-            d_real, d_fake = critic(torch.cat([seen_real, seen_fake])).split(len(real))
+            both = None if classes is None else classes.twice()
+            d_real, d_fake = critic(torch.cat([seen_real, seen_fake]), *_given(both)).split(len(real))
         # x_hat in a call of its own: the penalty's backward and double backward run over its
         # rows only, and its first backward skips the weight gradients the penalty never uses.
         with input_gradient_only():
-            d_hat = critic(x_hat)
+            d_hat = critic(x_hat, *_given(classes))
         wasserstein = critic_loss(d_real, d_fake)
         gp = penalty(d_hat, x_hat)
     loss = wasserstein + settings.gp_weight * gp
@@ -78,13 +104,16 @@ def critic_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.
 
 
 def generator_step(generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, batch: int,
-                   rng: torch.Generator, settings: StepSettings) -> dict[str, float]:
-    """One generator update: raise the critic's score of ``batch`` fresh (augmented) fakes."""
+                   rng: torch.Generator, settings: StepSettings,
+                classes: Classes | None = None) -> dict[str, float]:
+    """One generator update: raise the critic's score of ``batch`` fresh (augmented) fakes (of
+    the batch's ``classes`` in a conditional run)."""
     z = torch.randn(batch, generator.latent_dim, generator=rng, device=settings.device)
     critic.requires_grad_(False)  # no critic weight gradients needed here
     try:
         with autocast(settings.device, settings.precision):
-            loss = generator_loss(critic(augment(generator(z), settings.policy, rng)))
+            fake = augment(generator(z, *_given(classes)), settings.policy, rng)
+            loss = generator_loss(critic(fake, *_given(classes)))
         value = _finite(loss, "generator")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -95,8 +124,9 @@ def generator_step(generator: nn.Module, critic: nn.Module, optimizer: torch.opt
 
 
 def validation_losses(generator: nn.Module, critic: nn.Module, images: Tensor, settings: StepSettings, *,
-             seed: int, batch_size: int) -> dict[str, float]:
-    """Mean critic loss (with penalty), generator loss and divergences on ``images``, no update.
+             seed: int, batch_size: int, classes: Classes | None = None) -> dict[str, float]:
+    """Mean critic loss (with penalty), generator loss and divergences on ``images`` (of
+    ``classes`` in a conditional run), no update.
 
     The latents and interpolation weights come from ``seed`` alone, so epochs compare; no
     augmentation: the numbers describe the images themselves.
@@ -109,14 +139,16 @@ def validation_losses(generator: nn.Module, critic: nn.Module, images: Tensor, s
     counts: dict[str, int] = defaultdict(int)
     for start in range(0, len(images), batch_size):
         real = images[start:start + batch_size]
+        given = _given(None if classes is None else classes.rows(slice(start, start + batch_size)))
         z = torch.randn(len(real), generator.latent_dim, generator=rng, device=device)
         with autocast(device, settings.precision):
             with torch.no_grad():
-                fake = generator(z).float()
-                d_fake = critic(fake)
-                values = {"critic_loss": critic_loss(critic(real), d_fake).item(),
+                fake = generator(z, *given).float()
+                d_fake = critic(fake, *given)
+                values = {"critic_loss": critic_loss(critic(real, *given), d_fake).item(),
                           "gen_loss": generator_loss(d_fake).item()}
-            gp = gradient_penalty(critic, real, fake, generator=rng, create_graph=False)
+            gp = gradient_penalty(partial(_score, critic, given), real, fake, generator=rng,
+                                  create_graph=False)
         values["critic_loss"] += settings.gp_weight * gp.item()
         if len(real) >= 2:
             values.update(unit_divergences(real, fake))
@@ -124,6 +156,10 @@ def validation_losses(generator: nn.Module, critic: nn.Module, images: Tensor, s
             sums[key] += value * len(real)
             counts[key] += len(real)
     return {key: sums[key] / counts[key] for key in counts}
+
+
+def _score(critic: nn.Module, given: tuple, images: Tensor) -> Tensor:
+    return critic(images, *given)
 
 
 def unit_divergences(real: Tensor, fake: Tensor) -> dict[str, float]:
