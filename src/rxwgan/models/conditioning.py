@@ -104,6 +104,7 @@ class ClassBound(nn.Module):
         self.generator, self.target = generator, target
         self.latent_dim, self.image_size = generator.latent_dim, generator.image_size
         self.arch, self.role, self.hparams = generator.arch, generator.role, generator.hparams
+        self.weights = getattr(generator, "weights", None)  # a loaded file's "ema" or "raw"
 
     def forward(self, z: Tensor) -> Tensor:
         labels = torch.full((len(z),), self.target, dtype=torch.long, device=z.device)

@@ -22,6 +22,7 @@ from torch import nn
 from rxwgan.base.devices import autocast, resolve_precision
 from rxwgan.base.errors import RxwganError, require_at_least
 from rxwgan.models import file_sha256, load_model
+from rxwgan.models.conditioning import ClassBound, classes_of
 from rxwgan.models.files import resolve_model_path
 
 LATENT_CHUNK = 1024
@@ -50,15 +51,25 @@ def _latent_chunk(seed: int, chunk: int, latent_dim: int) -> torch.Tensor:
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
-                   weights: str = "ema") -> tuple[nn.Module, str]:
+                   weights: str = "ema", target: int | None = None) -> tuple[nn.Module, str]:
     """(generator in eval mode, fp32, channels-last, on ``device``; sha256 of its file).
 
     ``weights``: the file's moving average ("ema", where it has one) or its trained weights
     ("raw"). .h5 works too. A critic or a non-model file is refused with an RxwganError.
+    A conditional generator is bound to class ``target`` (``z -> images`` like any other;
+    refused without one); a per-class generator ignores ``target``: its class is its run's.
     """
     module = load_model(path, role="generator", weights=weights)
     sha = file_sha256(resolve_model_path(Path(path)))
-    return module.float().eval().to(device, memory_format=torch.channels_last), sha
+    module = module.float().eval().to(device, memory_format=torch.channels_last)
+    if classes_of(module):
+        if target is None:
+            raise RxwganError(f"{path} is a conditional generator (both classes): give the class to "
+                              f"sample with --target 0 or 1")
+        if not 0 <= target < classes_of(module):
+            raise RxwganError(f"--target {target}: {path} knows classes 0 to {classes_of(module) - 1}")
+        module = ClassBound(module, target).eval()
+    return module, sha
 
 
 def generation_precision(precision: str, device: torch.device) -> str:
