@@ -59,6 +59,14 @@ HISTORY_KEYS = ([f"train_{key}" for key in LOSS_KEYS]
                 + [f"val_{k}" for k in DIVERGENCE_KEYS])
 
 # --- a study folder -----------------------------------------------------------------------
+CONDITIONAL_RUN = "conditional"  # a split's one conditional run: <split>/conditional/
+
+
+def class_run(target: int) -> str:
+    """A split's per-class run folder: <split>/target_<t>/."""
+    return f"target_{target}"
+
+
 SWEEP_FILE = "sweep.json"
 STUDY_SPACE_FILE = "eval_space.safetensors"  # the study's one fitted feature space
 UTILITY_FOLDER = "utility"
