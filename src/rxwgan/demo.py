@@ -18,7 +18,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from rxwgan.base.layout import EVALUATION_RECORD, REPORT_FOLDER, SYNTHETIC_GRID, UTILITY_SUMMARY_MARKDOWN
+from rxwgan.base.layout import (
+    EVALUATION_RECORD,
+    REPORT_FOLDER,
+    SYNTHETIC_GRID,
+    UTILITY_SUMMARY_MARKDOWN,
+    class_run,
+)
 from rxwgan.base.local_pool import local_pool
 from rxwgan.base.progress import Log
 from rxwgan.data.cache import ImageCache
@@ -32,27 +38,27 @@ from rxwgan.train.config import TrainConfig
 class DemoSettings:
     """What the demo changes from TrainConfig's defaults (the rest, the split included, are those).
 
-    The training recipe is the one that learned the phantoms fastest on two CPU cores in our
-    trials: one critic step per generator step, Adam at 5e-4 with betas (0, 0.9), batches of
-    32, no dropout, the standard initialisation and the generator's moving average
-    (TrainConfig's defaults for both). At 20 kimg it took the two-sample test on one class from 0.99 (Adam at
-    2e-4, betas (0.5, 0.9)) to 0.58. The demo trains 30 kimg: at 20 the target-0 generator
-    scored between 0.67 and 0.75 depending on the seed, at 30 0.58.
+    The training settings are the ``cpu`` recipe's (``rxwgan.train.recipes``), the one that learned
+    the phantoms fastest on two CPU cores in our trials. At 20 kimg it took the two-sample test on
+    one class from 0.99 (Adam at 2e-4, betas (0.5, 0.9)) to 0.58. The demo trains 30 kimg: at 20
+    the target-0 generator scored between 0.67 and 0.75 depending on the seed, at 30 0.58.
     """
 
     images: int = 200
     image_size: int = 128
-    model: str = "small"
+    recipe: str = "cpu"
+    model: str | None = None  # None: the recipe's
     kimg: float = 30.0
-    batch_size: int = 32
-    n_critic: int = 1
-    lr: float = 5e-4
-    betas: tuple[float, float] = (0.0, 0.9)
-    dropout: float = 0.0
     augment: str = ""
     synthetic: int = 200  # images generated per class
     utility_repeats: int = 2  # classifier seeds per condition in the demo's utility table
     utility_epochs: int = 30
+
+    def training(self) -> dict:
+        """The TrainConfig settings of the demo's runs: the recipe's, with --model when given."""
+        from rxwgan.train.recipes import recipe_settings
+
+        return recipe_settings(self.recipe, {} if self.model is None else {"model": self.model})
 
 
 def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = print) -> Path:
@@ -60,6 +66,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
     from rxwgan.models import model_info
 
     settings = settings or DemoSettings()
+    training = settings.training()
     out = Path(out)
     started = time.perf_counter()
     table_path = out / "data" / "table.csv"
@@ -70,7 +77,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
         log(f"[1/7] wrote {settings.images} phantom X-rays and their table to {table_path}")
 
     table = read_table(table_path)
-    size = model_info(settings.model).image_size
+    size = model_info(training["model"]).image_size
     start = time.perf_counter()
     ImageCache().load_rows(table, size)
     log(f"[2/7] {len(table)} images decoded to {size}px in the cache ({time.perf_counter() - start:.1f} s)")
@@ -84,11 +91,9 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
         log(f"      fold {fold}: train {len(parts.train)} (TB {train_counts[1]}), "
             f"val {len(parts.val)} (TB {val_counts[1]})")
 
-    configs = [TrainConfig(input=str(table_path), output=str(out / split.name / f"target_{target}"),
-                           model=settings.model, target=target, kimg=settings.kimg,
-                           batch_size=settings.batch_size, n_critic=settings.n_critic, lr=settings.lr,
-                           betas=settings.betas, dropout=_dropout(settings),
-                           augment=settings.augment, save_for_each=10**6, disp_for_each=50, progress=False)
+    configs = [TrainConfig(input=str(table_path), output=str(out / split.name / class_run(target)),
+                           target=target, kimg=settings.kimg, augment=settings.augment, save_for_each=10**6,
+                           disp_for_each=50, progress=False, **training)
                for target in (0, 1)]
     log(f"[4/7] training both generators on {split.name} at once ({settings.kimg:g} kimg each): "
         f"{configs[0].output} and {configs[1].output}")
@@ -124,13 +129,6 @@ def _utility(out: Path, settings: DemoSettings, log: Log):
         f"(rxwgan utility, {settings.utility_repeats} seeds)")
     return run_utility(out, utility_settings, UtilityOptions(local=True),
                        log=lambda line: log(f"      {line}"))
-
-
-def _dropout(settings: DemoSettings) -> float | None:
-    """The demo's dropout for architectures that have dropout (the ResNet has none)."""
-    from rxwgan.models.registry import hparam_defaults
-
-    return settings.dropout if "dropout" in hparam_defaults(settings.model, "generator") else None
 
 
 def _train_side_by_side(configs: list[TrainConfig], log: Log) -> None:
@@ -176,7 +174,7 @@ def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings
     from rxwgan.synth.generate import generate
     from rxwgan.synth.memorisation import summary_line
 
-    target, size = config.target, model_info(settings.model).image_size
+    target, size = config.target, model_info(config.model).image_size
     folder = out / f"synthetic_target_{target}"
     result = generate(Path(config.output) / "generator_trained", settings.synthetic, folder, target=target,
                       progress=False, check_memorisation=True)

@@ -229,7 +229,8 @@ def test_sigkill_in_epoch_one_then_the_same_command_matches_a_straight_run(table
     out = tmp_path / "run"
     args = ["train", "-i", str(table), "-o", str(out), "--model", "tiny", "--epochs", "4", "--batch_size",
             "4", "--n_critic", "2", "--fold", "0", "--n_splits", "5", "--save_for_each", "2",
-            "--disp_for_each", "2", "--precision", "fp32", "--no-progress"]
+            "--disp_for_each", "2", "--precision", "fp32", "--no-progress",
+            "--recipe", "keras"]  # the settings of ``straight`` (TrainConfig's defaults)
     killed = subprocess.run([sys.executable, "-c", killer_script(epoch=1, batch=1), *args],
                             capture_output=True, timeout=240)
     assert killed.returncode == -signal.SIGKILL and (out / "config.json").is_file()

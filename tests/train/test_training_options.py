@@ -132,7 +132,8 @@ def test_generate_uses_the_moving_average_unless_raw(table, tmp_path, capsys):
 def test_a_length_that_trains_nothing_or_two_lengths_are_refused_before_anything_is_written(
         table, tmp_path, capsys, flags, message):
     out = tmp_path / "run"
-    assert main(["train", "-i", str(table), "-o", str(out), "--model", "tiny", "--no-progress", *flags]) == 2
+    assert main(["train", "-i", str(table), "-o", str(out), "--model", "tiny", "--recipe", "keras",
+                 "--no-progress", *flags]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
     # a refusal inside setup comes after the folder lock was taken: its lock file, no run file

@@ -41,7 +41,7 @@ def build_run_wgangp_parser() -> OneLineParser:
     """The old tool's ``run_wgangp.py``, every flag accepted."""
     parser = OneLineParser(prog="run_wgangp.py")
     train.add_train_flags(parser)
-    parser.set_defaults(model=KERAS_MODEL)  # without -g/-c, the old tool's v1
+    parser.set_defaults(model=KERAS_MODEL, recipe="keras")  # the old tool's v1 and settings, always
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from rxwgan.base.errors import RxwganError, require_at_least
 from rxwgan.cli.common import (
@@ -19,7 +20,8 @@ from rxwgan.cli.common import (
 from rxwgan.cli.data import add_bit_depth_flag
 from rxwgan.demo import DemoSettings, run_demo
 from rxwgan.metrics.space_registry import feature_choices, features_help
-from rxwgan.train.config import CLASS_BALANCES, DEFAULT_MODEL, INITS, KERAS_MODEL, PRECISIONS, TrainConfig
+from rxwgan.train.config import CLASS_BALANCES, INITS, KERAS_MODEL, PRECISIONS, TrainConfig
+from rxwgan.train.recipes import RECIPES
 
 
 def cmd_create_models(args: argparse.Namespace) -> int:
@@ -62,6 +64,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     setting("input", "-i", "--input", required=True, help="the table (CSV)")
     setting("output", "-o", "--output", required=True, help="folder for this run's files")
     add_model_flags(parser)
+    add_recipe_flag(parser)
     setting("target", "-t", "--target", type=int, help="class to learn, 0 or 1")
     add_split_flags(parser)
     add_loop_flags(parser)
@@ -80,7 +83,14 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     setting("generator", "-g", "--generator", help="generator file to start from (.safetensors or old .h5)")
     setting("critic", "-c", "--critic", help="critic file to start from (.safetensors or old .h5)")
     setting("model", "--model", help="architecture when -g/-c are not given; a resumed run keeps its own",
-            unset=DEFAULT_MODEL)
+            unset="the recipe's")
+
+
+def add_recipe_flag(parser: argparse.ArgumentParser) -> None:
+    add_setting(parser, TrainConfig, "recipe", "--recipe", choices=tuple(RECIPES),
+                help="named settings (architecture, batch, critic steps, Adam): cpu (learns in minutes on "
+                     "a CPU), gpu (resnet128 at 128 px), keras (the old tool's); typed flags win",
+                unset="cpu on a CPU, gpu on a GPU, keras with -g/-c; a resumed run keeps its own")
 
 
 def add_init_flag(parser: argparse.ArgumentParser) -> None:
@@ -178,6 +188,11 @@ LENGTH_SETTINGS = ("epochs", "kimg", "gen_steps")
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The config the flags ask for: the typed settings over TrainConfig's defaults."""
+    return TrainConfig(**typed_settings(args))
+
+
+def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the flags set, checked against each other."""
     values = given(args, TrainConfig)
     lengths = [f"--{name}" for name in LENGTH_SETTINGS if name in values]
     if len(lengths) > 1:  # TrainConfig cannot tell a typed --epochs from its default
@@ -189,13 +204,20 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         values["betas"] = tuple(values["betas"])
     if hasattr(args, "fold"):  # train names its partition; a sweep plans one per run
         values["split"] = split_spec(args)
-    return TrainConfig(**values)
+    return values
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train with the typed flags over a recipe (``train.recipes``), or over what a resumed run recorded."""
+    from rxwgan.base.devices import resolve_device
     from rxwgan.train.loop import train
+    from rxwgan.train.recipes import resolved_settings, resumed_run
 
-    result = train(train_config(args))
+    values = typed_settings(args)
+    settings, line = resolved_settings(values, resolve_device(values.get("device", "auto")).type,
+                                       resumed_run(values))
+    print(line)
+    result = train(TrainConfig(**settings))
     return 130 if result.interrupted else 0
 
 
@@ -214,7 +236,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     demo.add_argument("-o", "--output", default="demo_out",
                       help="folder for everything (default %(default)s)")
     setting = partial(add_setting, demo, DemoSettings)
-    setting("model", "--model", help="architecture")
+    setting("recipe", "--recipe", choices=tuple(RECIPES), help="the training recipe")
+    setting("model", "--model", help="architecture", unset="the recipe's")
     setting("kimg", "--kimg", type=float, help="thousands of real images shown per class")
     setting("synthetic", "--synthetic", type=int, help="synthetic images generated per class")
     setting("utility_repeats", "--utility-repeats", type=int,

@@ -36,6 +36,7 @@ class TrainConfig:
     input: str
     output: str
     model: str | None = None  # None: -g/-c's architecture, a resumed run's, else DEFAULT_MODEL
+    recipe: str | None = None  # the named recipe (train.recipes) the command took its settings from
     generator: str | None = None
     critic: str | None = None
     target: int = 1  # the class a per-class run learns; a conditional run learns both
