@@ -79,3 +79,19 @@ def test_an_unknown_recipe_is_refused_in_one_line(table, tmp_path, capsys):
     error = capsys.readouterr().err
     assert "--recipe" in error and error.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_sweep_takes_the_recipe_and_a_continued_study_what_it_recorded(table, tmp_path, capsys):
+    from rxwgan.base.layout import SWEEP_FILE
+    from rxwgan.cli import build_parser
+    from rxwgan.cli.sweep import sweep_plan
+
+    flags = ["sweep", "-i", str(table), "-o", str(tmp_path), "--gpus-per-run", "0"]
+    base, _ = sweep_plan(build_parser().parse_args(flags))
+    assert (base.recipe, base.lr, base.model) == ("cpu", RECIPES["cpu"].lr, RECIPES["cpu"].model)
+    old = TrainConfig(input=str(table), output=str(tmp_path)).to_dict()  # a study from before recipes
+    (tmp_path / SWEEP_FILE).write_text(json.dumps({"config": old}))
+    capsys.readouterr()
+    base, _ = sweep_plan(build_parser().parse_args(flags))
+    assert (base.lr, base.batch_size, base.model) == (1e-4, 16, None)
+    assert "settings the study recorded" in capsys.readouterr().out

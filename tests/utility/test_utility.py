@@ -114,8 +114,8 @@ def test_swapped_labels_score_below_real_with_a_generator_that_draws_real_phanto
     key = fold_key(settings, fold).key
     real_loader = task_module.load_generator
 
-    def load_marked(path, device="cpu", weights="ema"):
-        module, sha = real_loader(path, device, weights)
+    def load_marked(path, device="cpu", weights="ema", target=None):
+        module, sha = real_loader(path, device, weights, target)
         module.drawn_class = 1 if "target_1" in str(path) else 0
         return module, sha
 

@@ -1,4 +1,5 @@
-"""Verbs of whole studies: ``sweep`` (every fold and target on Ray) and ``report``."""
+"""Verbs of whole studies: ``sweep`` (every fold and target, or every fold with --conditional,
+on Ray) and ``report``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rxwgan.base.errors import RxwganError
-from rxwgan.base.layout import REPORT_FOLDER
+from rxwgan.base.layout import REPORT_FOLDER, SWEEP_FILE
 from rxwgan.cli.common import (
     Lazy,
     add_group_column_flag,
@@ -19,10 +20,10 @@ from rxwgan.cli.common import (
     given,
     setting_value,
 )
-from rxwgan.cli.train import add_loop_flags, add_model_flags, train_config
+from rxwgan.cli.train import add_loop_flags, add_model_flags, add_recipe_flag, typed_settings
 from rxwgan.data.splits import DEFAULT_N_SPLITS, STRATIFIED_FOLDS
 from rxwgan.study.sweep import SweepOptions
-from rxwgan.train.config import TrainConfig
+from rxwgan.train.config import TARGETS, TrainConfig
 
 if TYPE_CHECKING:
     from rxwgan.study.plan import RunPlan
@@ -44,7 +45,10 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sorts", help=f"stratified: sorts within each test (default: {every})")
     add_split_seed_flag(parser)
     add_group_column_flag(parser)
-    parser.add_argument("--targets", default="0,1", help="classes to learn (default %(default)s)")
+    parser.add_argument("--targets", help=f"classes to learn, one run each (default: "
+                                          f"{','.join(map(str, TARGETS))}; with --conditional one run "
+                                          f"per split learns both)")
+    add_recipe_flag(parser)
     add_loop_flags(parser)
     parser.add_argument("--eval_fit_all", "--eval-fit-all", dest="eval_fit_all", action="store_true",
                         help="fit the study's trained feature space on every row of the table, even "
@@ -90,8 +94,34 @@ def sweep_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[RunPlan]]:
 
     splits = plan_splits(scheme, args.n_splits, indices("folds"), indices("tests"), indices("sorts"),
                          args.split_seed, args.group_column)
-    base = dataclasses.replace(train_config(args), progress=False)
-    return base, plan_runs(splits, parse_indices(args.targets, "--targets"))
+    base = dataclasses.replace(sweep_config(args), progress=False)
+    if base.conditional:
+        if args.targets is not None:
+            raise RxwganError("--targets picks the classes of per-class runs; a --conditional sweep trains "
+                              "one run per split on both (give one of the two)")
+        return base, plan_runs(splits, conditional=True)
+    targets = TARGETS if args.targets is None else parse_indices(args.targets, "--targets")
+    return base, plan_runs(splits, targets)
+
+
+def sweep_config(args: argparse.Namespace) -> TrainConfig:
+    """The study's shared settings: the typed flags over a recipe (by the device its runs get), or
+    over what the study's sweep.json recorded when it continues."""
+    from rxwgan.base.devices import resolve_device
+    from rxwgan.base.json_files import read_json
+    from rxwgan.train.recipes import resolved_settings
+
+    values = typed_settings(args)
+    gpus = getattr(args, "gpus_per_run", None)
+    if gpus is None:
+        device = resolve_device(values.get("device", "auto")).type
+    else:
+        device = "cuda" if gpus else "cpu"
+    recorded = None if values.get("overwrite") else read_json(Path(args.output) / SWEEP_FILE).get("config")
+    settings, line = resolved_settings(values, device, None if recorded is None else
+                                       TrainConfig.from_dict(recorded))
+    print(line.replace("the run recorded", "the study recorded"))
+    return TrainConfig(**settings)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -141,5 +171,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add ``sweep`` and ``report``."""
-    add_sweep_flags(verbs.add_parser("sweep", help="train every fold and target of a study on Ray"))
+    add_sweep_flags(verbs.add_parser("sweep", help="train every fold and target of a study on Ray "
+                                                   "(--conditional: one run per fold for both targets)"))
     add_report_flags(verbs.add_parser("report", help="the study's runs, curves and best generators"))

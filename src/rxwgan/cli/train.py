@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rxwgan.base.errors import RxwganError, require_at_least
+from rxwgan.base.progress import Log
 from rxwgan.cli.common import (
     add_setting,
     add_split_flags,
@@ -186,11 +187,6 @@ def training_batch_size(text: str) -> int:
 LENGTH_SETTINGS = ("epochs", "kimg", "gen_steps")
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The config the flags ask for: the typed settings over TrainConfig's defaults."""
-    return TrainConfig(**typed_settings(args))
-
-
 def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the flags set, checked against each other."""
     values = given(args, TrainConfig)
@@ -207,17 +203,23 @@ def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train with the typed flags over a recipe (``train.recipes``), or over what a resumed run recorded."""
+def train_config(args: argparse.Namespace, log: Log = print) -> TrainConfig:
+    """The config ``train`` runs: the typed flags over a recipe (``train.recipes``), or over what
+    the run it resumes recorded; ``log`` is told which."""
     from rxwgan.base.devices import resolve_device
-    from rxwgan.train.loop import train
     from rxwgan.train.recipes import resolved_settings, resumed_run
 
     values = typed_settings(args)
     settings, line = resolved_settings(values, resolve_device(values.get("device", "auto")).type,
                                        resumed_run(values))
-    print(line)
-    result = train(TrainConfig(**settings))
+    log(line)
+    return TrainConfig(**settings)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rxwgan.train.loop import train
+
+    result = train(train_config(args))
     return 130 if result.interrupted else 0
 
 

@@ -10,7 +10,15 @@ from typing import Any
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.layout import UTILITY_ROC, UTILITY_SUMMARY, UTILITY_SUMMARY_MARKDOWN, UTILITY_TABLE
 from rxwgan.cli.common import Lazy, add_setting, given
-from rxwgan.utility.settings import CONTROLS, ClassifierSettings, UtilitySettings
+from rxwgan.utility.settings import (
+    AUTO,
+    CONDITIONAL,
+    CONTROLS,
+    PER_CLASS,
+    RUN_KINDS,
+    ClassifierSettings,
+    UtilitySettings,
+)
 
 AT_LEAST_ONE = {"max_epochs": "--epochs", "size": "--size"}  # named by flag (the rest: UtilityOptions.check)
 
@@ -43,7 +51,7 @@ def cmd_utility(args: argparse.Namespace) -> int:
         chosen["control"] = tuple(name.strip() for name in chosen["control"].split(",") if name.strip())
     settings = UtilitySettings(**chosen, classifier=ClassifierSettings(**classifier))
     result = run_utility(args.study, settings, UtilityOptions(**options), table=args.table,
-                         folds=_folds(args.folds), overwrite=args.overwrite)
+                         folds=_folds(args.folds), runs=args.runs, overwrite=args.overwrite)
     summary = result.folder / UTILITY_SUMMARY_MARKDOWN
     blocks = summary.read_text().split("\n\n")
     print("\n\n".join(blocks[:2] if result.headline else blocks[:1]))  # the headline, then the table
@@ -93,8 +101,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     plan("weights", "--weights", choices=["ema", "raw"],
          help="ema: the generators' moving average; raw: their raw weights")
     parser.add_argument("--folds", help="compute only these splits: fold_0,fold_2 or 0-2 (default: every "
-                                        "split whose two class runs have finished); the tables still "
-                                        "cover every fold with valid results")
+                                        "split whose runs have finished); the tables still cover every "
+                                        "fold with valid results")
+    parser.add_argument("--runs", choices=RUN_KINDS, default=AUTO,
+                        help=f"the runs that give each fold's generators: {PER_CLASS} (one per class) or "
+                             f"{CONDITIONAL} (one for both classes); {AUTO}: the only kind the study holds "
+                             f"(default %(default)s)")
     parser.add_argument("--table", help="the table, when it moved since the runs trained on it")
     classifier = partial(add_setting, parser, ClassifierSettings)
     classifier("size", "--size", type=int, help="classifier input size in pixels")

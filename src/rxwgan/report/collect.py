@@ -1,5 +1,5 @@
 """A study's runs as tables: one row per run (split, state, history, metrics, memorisation)
-and the best run per class.
+and the best run per class (conditional runs, target ``both``, are ranked among themselves).
 
 Read from the run folders alone, so it works on a finished study, on one still running
 (its unfinished runs are marked), and on a folder of runs made one by one with ``rxwgan
@@ -34,6 +34,7 @@ from rxwgan.metrics.space_per_study import FEATURE_KEYS, read_run_space
 from rxwgan.study.plan import RunPlan, load_study, run_status
 
 DEFAULT_SELECT = "val_kl_rf"
+BOTH = "both"  # the target of a conditional run: one generator learns both classes
 # The report's own state, beyond the study's (rxwgan.study.plan.STATES): the run's history is unreadable.
 DAMAGED = "damaged"
 _JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
@@ -66,7 +67,8 @@ def load_runs(study: Path) -> list[StudyRun]:
         spec = plan.split
         row: dict[str, Any] = {"run": plan.path, "split": spec.name, "fold": spec.fold,
                                "n_splits": spec.n_splits, "test": spec.test, "sort": spec.sort,
-                               "target": plan.target, "state": DAMAGED if damage else status.state,
+                               "target": BOTH if plan.conditional else plan.target,
+                               "state": DAMAGED if damage else status.state,
                                "epoch": status.epoch, "epochs": status.epochs}
         row.update({key: last_value(values) for key, values in history.items()})
         best = read_json(folder / BEST_RECORD)
@@ -170,6 +172,9 @@ def runs_frame(runs: Sequence[StudyRun]) -> pd.DataFrame:
 def select_best(runs: pd.DataFrame, key: str = DEFAULT_SELECT) -> pd.DataFrame:
     """The run with the smallest last ``key`` for each (test, target): k-fold runs group by target.
 
+    Conditional runs (target ``both``) are ranked among themselves: their ``kid`` is the mean
+    over the classes (the one that chose their generator_best), not one class's KID.
+
     A ``damaged`` run is never ranked, whatever its other files hold: the report names it instead.
     A metric measured in a feature space (kid, fid, precision...) is ranked only among runs
     whose ``eval_space`` is the same: otherwise the ranking is refused, naming the runs.
@@ -184,8 +189,13 @@ def select_best(runs: pd.DataFrame, key: str = DEFAULT_SELECT) -> pd.DataFrame:
         return scored
     if key in FEATURE_KEYS:
         _refuse_mixed_spaces(scored, key)
-    groups = scored.groupby(["test", "target"], dropna=False, sort=True)[key]
+    groups = scored.groupby(_ranked_together(scored), dropna=False, sort=True)[key]
     return scored.loc[groups.idxmin().to_numpy()].reset_index(drop=True)
+
+
+def _ranked_together(runs: pd.DataFrame) -> list[Any]:
+    """The keys of a group of runs ranked together: test, then target (as text: a class or ``both``)."""
+    return [runs["test"], runs["target"].astype(str)]
 
 
 def _refuse_mixed_spaces(scored: pd.DataFrame, key: str) -> None:
@@ -193,7 +203,7 @@ def _refuse_mixed_spaces(scored: pd.DataFrame, key: str) -> None:
     spaces = (scored["eval_space"] if "eval_space" in scored.columns
               else pd.Series(None, index=scored.index, dtype=object))
     spaces = spaces.where(spaces.notna(), f"no {RUN_SPACE_RECORD}")
-    for _, group in scored.assign(_space=spaces).groupby(["test", "target"], dropna=False, sort=True):
+    for _, group in scored.assign(_space=spaces).groupby(_ranked_together(scored), dropna=False, sort=True):
         if group["_space"].nunique() > 1:
             named = ", ".join(f"{run} ({space})" for run, space in zip(group["run"], group["_space"],
                                                                         strict=True))

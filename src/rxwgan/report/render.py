@@ -4,6 +4,7 @@ and the utility study's summary when there is one.
 
 Failed runs, damaged runs (left out of the best-run choice) and runs not finished yet are
 noted apart, at the top of the pages and in the log, so that none is mistaken for another.
+Conditional runs (one generator for both classes) get a section of their own after the classes'.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from rxwgan.base import atomic
 from rxwgan.base.layout import (
+    CONDITIONAL_RUN,
     HISTORY_KEYS,
     REPORT_BEST,
     REPORT_FOLDER,
@@ -39,6 +41,7 @@ from rxwgan.base.progress import Log
 from rxwgan.data.table import write_frame
 from rxwgan.metrics.space_per_study import FEATURE_KEYS
 from rxwgan.report.collect import (
+    BOTH,
     DAMAGED,
     DEFAULT_SELECT,
     SPLIT_COLUMNS,
@@ -129,8 +132,10 @@ def write_report(study: str | Path, out: str | Path | None = None,
     samples = {path: images for path in best["run"]
                if (images := generator_samples(folders[path])) is not None}
     sections = []
-    for target in sorted({run.plan.target for run in runs}):
-        chosen = [samples[path] for path in best.loc[best["target"] == target, "run"] if path in samples]
+    classes = sorted({run.plan.target for run in runs if not run.plan.conditional})
+    for target in classes + ([None] if any(run.plan.conditional for run in runs) else []):
+        shown = BOTH if target is None else target
+        chosen = [samples[path] for path in best.loc[best["target"] == shown, "run"] if path in samples]
         mine = [run for run in runs if run.plan.target == target]
         sections.append(_target_section(target, mine, chosen, comparable_keys(mine), out, report.files))
     best_grids = _best_grids(samples, out, report.files)
@@ -143,29 +148,36 @@ def write_report(study: str | Path, out: str | Path | None = None,
 
 @dataclass
 class _Section:
-    target: int
+    target: int | None  # None: the conditional runs
     runs: int
     figures: list[tuple[str, str]]  # (caption, file name)
 
+    @property
+    def title(self) -> str:
+        return "Both targets, conditional" if self.target is None else f"Target {self.target}"
 
-def _target_section(target: int, runs: list[StudyRun], chosen: list[torch.Tensor], metrics: list[str],
+
+def _target_section(target: int | None, runs: list[StudyRun], chosen: list[torch.Tensor], metrics: list[str],
                     out: Path, files: list[Path]) -> _Section:
-    """Curves across the target's runs, and a row of samples from each selected generator."""
+    """Curves across the target's runs (None: the conditional runs'), and a row of samples from
+    each selected generator."""
     histories = [run.history for run in runs if run.history]
     figures = []
-    plots = [("loss curves", report_figure("curves", target), LOSS_PANELS),
-             ("histogram divergences", report_figure("divergences", target), DIVERGENCE_PANELS)]
+    named = CONDITIONAL_RUN if target is None else target  # the figures' names: curves_target_<named>.png
+    what = "conditional runs" if target is None else f"target {target}"
+    plots = [("loss curves", report_figure("curves", named), LOSS_PANELS),
+             ("histogram divergences", report_figure("divergences", named), DIVERGENCE_PANELS)]
     if metrics:
-        plots.append(("evaluation metrics", report_figure("metrics", target),
+        plots.append(("evaluation metrics", report_figure("metrics", named),
                       tuple((key, (key,)) for key in metrics)))
     if histories:
         for caption, name, panels in plots:
             plot_bands(histories, panels, out / name,
-                       f"target {target}: mean and ±1 std over {len(histories)} run(s)")
+                       f"{what}: mean and ±1 std over {len(histories)} run(s)")
             figures.append((caption, name))
             files.append(out / name)
     if chosen:
-        name = report_figure("samples", target)
+        name = report_figure("samples", named)
         save_grid(torch.cat([images[:GRID_COLUMNS] for images in chosen]), out / name,
                   columns=GRID_COLUMNS)
         figures.append((f"samples of the {len(chosen)} selected generator(s), one per row", name))
@@ -250,12 +262,15 @@ def _documents(study: Path, report: Report, sections: list[_Section],
     """The same content twice: Markdown with image links, HTML with the images embedded."""
     when = time.strftime("%Y-%m-%d %H:%M:%S")
     shown = [c for c in SHOWN_COLUMNS if c in report.runs.columns] + _extra(report.runs)
+    conditional = (report.runs["target"] == BOTH).any()
     if report.runs["eval_space"].notna().any():
         shown.append("eval_space")
     if report.runs["memorisation"].notna().any():
         shown.append("memorisation")
     select_note = (f"Best run per test and target: the smallest last `{report.select}`"
                    + (" (k-fold runs: per target)" if report.runs["test"].isna().any() else "")
+                   + (f"; conditional runs (target {BOTH}) are ranked among themselves, their evaluation "
+                      f"metrics being means over the two classes" if conditional else "")
                    + ("; a run that kept its lowest-KID generator (generator_best) counts that "
                       "generator's KID, from the epoch in best_epoch"
                       if report.runs["best_epoch"].notna().any() else "")
@@ -300,8 +315,8 @@ def _documents(study: Path, report: Report, sections: list[_Section],
     md += utility[0]
     page += utility[1]
     for section in sections:
-        md += [f"## Target {section.target} ({section.runs} runs)", ""]
-        page.append(f"<h2>Target {section.target} ({section.runs} runs)</h2>")
+        md += [f"## {section.title} ({section.runs} runs)", ""]
+        page.append(f"<h2>{html.escape(section.title)} ({section.runs} runs)</h2>")
         for caption, name in section.figures:
             md += [f"![{caption}]({name})", "", f"*{caption}*", ""]
             page.append(_figure(report.folder / name, caption))

@@ -1,6 +1,7 @@
 """A study on disk: which runs it plans, where their files live, and what state they are in.
 
-A study is a folder of run folders, ``STUDY/<split>/target_<t>/``, plus ``sweep.json``.
+A study is a folder of run folders, ``STUDY/<split>/target_<t>/`` (a per-class run) or
+``STUDY/<split>/conditional/`` (one run for both classes), plus ``sweep.json``.
 Everything here reads or writes those files and nothing else, so the report, ``rxwgan
 sweep --status`` and the Ray driver share one reading of a study, and none of them needs
 Ray to do it (the driver and its workers are in ``rxwgan.study.sweep`` and
@@ -23,15 +24,17 @@ from rxwgan.base.errors import RxwganError
 from rxwgan.base.json_files import last_value, read_json
 from rxwgan.base.layout import (
     CHECKPOINT_POINTER,
+    CONDITIONAL_RUN,
     CONFIG_FILE,
     HISTORY_FILE,
     STATUS_FILE,
     SWEEP_FILE,
     TRAINED_GENERATOR,
     WORKER_FILE,
+    class_run,
 )
 from rxwgan.data.splits import DEFAULT_N_SPLITS, DEFAULT_SEED, STRATIFIED_FOLDS, SplitSpec
-from rxwgan.train.config import TrainConfig
+from rxwgan.train.config import TARGETS, TrainConfig
 
 STATES = ("new", "queued", "running", "done", "failed", "stopped", "partial")
 STATUS_LOSSES = ("train_critic_loss", "train_gen_loss", "val_kl_rf")  # the table's loss columns
@@ -83,33 +86,46 @@ def plan_splits(scheme: str, n_splits: int | None = None, folds: Sequence[int] |
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One run of the study: a partition and a class, and the folder it lives in."""
+    """One run of the study: a partition and a class (None: a conditional run, both classes),
+    and the folder it lives in."""
 
     split: SplitSpec
-    target: int
+    target: int | None
+
+    @property
+    def conditional(self) -> bool:
+        return self.target is None
 
     @property
     def path(self) -> str:
-        """The run folder relative to the study: ``fold_0/target_1``."""
-        return f"{self.split.name}/target_{self.target}"
+        """The run folder relative to the study: ``fold_0/target_1`` or ``fold_0/conditional``."""
+        return f"{self.split.name}/{CONDITIONAL_RUN if self.target is None else class_run(self.target)}"
 
     def config(self, base: TrainConfig, study: Path) -> TrainConfig:
-        """``base`` with this run's partition, target and output folder."""
-        return dataclasses.replace(base, split=self.split, target=self.target, output=str(study / self.path))
+        """``base`` with this run's partition, class (or ``conditional``) and output folder."""
+        # A conditional run keeps base's target: its config's target means nothing.
+        kind = {"conditional": True} if self.target is None else {"target": self.target, "conditional": False}
+        return dataclasses.replace(base, split=self.split, output=str(study / self.path), **kind)
 
     def to_dict(self) -> dict[str, Any]:
         """The entry of this run in ``sweep.json``."""
-        return {"path": self.path, "split": self.split.name, **self.split.to_dict(), "target": self.target}
+        return {"path": self.path, "split": self.split.name, **self.split.to_dict(), "target": self.target,
+                "conditional": self.conditional}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunPlan:
-        return cls(SplitSpec.from_dict(data), int(data["target"]))
+        conditional = data.get("conditional", False)  # not recorded before conditional runs
+        return cls(SplitSpec.from_dict(data), None if conditional else int(data["target"]))
 
 
-def plan_runs(splits: Sequence[SplitSpec], targets: Sequence[int]) -> list[RunPlan]:
-    """One run per (partition, target), partition by partition."""
+def plan_runs(splits: Sequence[SplitSpec], targets: Sequence[int] = TARGETS,
+              conditional: bool = False) -> list[RunPlan]:
+    """One run per (partition, target), partition by partition; ``conditional``: one run per
+    partition that learns both classes (``targets`` unused)."""
+    if conditional:
+        return [RunPlan(spec, None) for spec in splits]
     for target in targets:
-        if target not in (0, 1):
+        if target not in TARGETS:
             raise RxwganError(f"--targets: a target is 0 or 1, not {target}")
     return [RunPlan(spec, t) for spec in splits for t in targets]
 
@@ -127,7 +143,8 @@ def write_status(folder: Path, state: str, sweep_id: str | None = None, error: s
 
 def planned_epochs(folder: Path, base: TrainConfig) -> int:
     """The epochs ``base`` asks of the run in ``folder``: --epochs, or what --kimg/--gen_steps
-    come to for the number of training images its class has (recorded once the run began)."""
+    come to for the number of training images its classes have (both for a conditional run;
+    recorded once the run began)."""
     images = read_json(folder / CONFIG_FILE).get("train_images")
     if (base.kimg is None and base.gen_steps is None) or not images:
         return base.epochs
@@ -149,13 +166,14 @@ def study_runs(study: str | Path) -> list[RunPlan]:
     study = Path(study)
     runs = {entry["path"]: RunPlan.from_dict(entry)
             for entry in read_json(study / SWEEP_FILE).get("runs", [])}
-    for folder in sorted(study.glob("*/target_*")):
+    for folder in sorted([*study.glob(f"*/{class_run('*')}"), *study.glob(f"*/{CONDITIONAL_RUN}")]):
         path = f"{folder.parent.name}/{folder.name}"
         if path in runs or not (folder / CONFIG_FILE).is_file():
             continue
         config = read_json(folder / CONFIG_FILE).get("config", {})
         if config:
-            runs[path] = RunPlan(TrainConfig.from_dict(config).split, int(config.get("target", 1)))
+            target = None if config.get("conditional") else int(config.get("target", 1))
+            runs[path] = RunPlan(TrainConfig.from_dict(config).split, target)
     return list(runs.values())
 
 
@@ -168,7 +186,8 @@ def load_study(study: str | Path) -> tuple[list[RunPlan], int | None]:
         raise RxwganError(f"{study}: no such study folder")
     runs = study_runs(study)
     if not runs:
-        raise RxwganError(f"{study}: holds no sweep.json and no run folders (<split>/target_<t>/)")
+        raise RxwganError(f"{study}: holds no sweep.json and no run folders (<split>/target_<t>/ or "
+                          f"<split>/{CONDITIONAL_RUN}/)")
     return runs, read_json(study / SWEEP_FILE).get("config", {}).get("epochs")
 
 
@@ -178,7 +197,7 @@ class RunStatus:
 
     path: str
     split: str
-    target: int
+    target: int | None  # None: a conditional run (both classes)
     state: str
     epoch: int = 0
     epochs: int | None = None

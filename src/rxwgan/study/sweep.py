@@ -1,15 +1,16 @@
-"""A whole study at once: one training run per (fold, target), side by side on Ray.
+"""A whole study at once: one training run per (fold, target), or per fold for conditional
+runs, side by side on Ray.
 
 This is the driver. Each run is exactly ``rxwgan train`` with that fold and target, in
-``STUDY/<split>/target_<t>/``, done by ``rxwgan.study.worker.train_task`` as a Ray task
-(``rxwgan.base.ray_runner``); a task whose process dies, or that raises what a second
-attempt can cure, is retried by Ray and ``train`` resumes from the run folder's
-checkpoint, so no finished epoch is lost. A run that stops on an RxwganError (bad
-settings, a NaN loss) is not retried: it is marked failed with its message and the other
-runs go on. Everything the status table (``rxwgan.study.status``) shows is read back from
-the run folders (``rxwgan.study.plan``), so another shell (``rxwgan sweep --status``) sees
-what the driver sees, without Ray, and the same sweep started again continues where it
-stopped.
+``STUDY/<split>/target_<t>/`` (``--conditional``: both classes in ``STUDY/<split>/conditional/``),
+done by ``rxwgan.study.worker.train_task`` as a Ray task (``rxwgan.base.ray_runner``); a task
+whose process dies, or that raises what a second attempt can cure, is retried by Ray and
+``train`` resumes from the run folder's checkpoint, so no finished epoch is lost. A run that
+stops on an RxwganError (bad settings, a NaN loss) is not retried: it is marked failed with
+its message and the other runs go on. Everything the status table (``rxwgan.study.status``)
+shows is read back from the run folders (``rxwgan.study.plan``), so another shell (``rxwgan
+sweep --status``) sees what the driver sees, without Ray, and the same sweep started again
+continues where it stopped.
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ def run_sweep(base: TrainConfig, study: str | Path, runs: Sequence[RunPlan],
     """Run every unfinished run of ``runs`` on Ray and wait for all of them.
 
     ``base`` carries the training settings every run shares; each run replaces its
-    partition, target and output. Finished runs are skipped, unfinished ones continue
-    from their checkpoints. With ``--eval_for_each`` every run measures in the study's
-    one feature space (``study_space``; ``eval_fit_all``: fitted on every row).
+    partition, target (or ``conditional``) and output. Finished runs are skipped, unfinished
+    ones continue from their checkpoints. With ``--eval_for_each`` every run measures in the
+    study's one feature space (``study_space``; ``eval_fit_all``: fitted on every row).
     """
     require(("ray",), "sweep", "rxwgan sweep")  # before minutes of filling the cache
     options = options or SweepOptions()
@@ -132,8 +133,9 @@ def _check_study(study: Path, base: TrainConfig, runs: Sequence[RunPlan]) -> Non
     if "config" not in previous or base.overwrite:
         return
     saved = TrainConfig.from_dict(previous["config"])
-    # Each run has its own partition and target; the study's settings are the rest.
-    changed = dataclasses.replace(base, split=saved.split, target=saved.target).differences(saved)
+    # Each run has its own partition and class (or both: conditional); the study's settings are the rest.
+    own = {"split": saved.split, "target": saved.target, "conditional": saved.conditional}
+    changed = dataclasses.replace(base, **own).differences(saved)
     planned = {entry["path"]: SplitSpec.from_dict(entry) for entry in previous.get("runs", [])}
     changes = {change for run in runs if run.path in planned
                for change in run.split.changes_from(planned[run.path])}
@@ -199,7 +201,7 @@ def _write_sweep_file(study: Path, base: TrainConfig, runs: Sequence[RunPlan], s
     planned = {entry["path"]: entry for entry in previous.get("runs", [])} if not base.overwrite else {}
     planned.update({run.path: run.to_dict() for run in runs})
     shared = {**base.to_dict(), "fold": None, "n_splits": None, "test": None, "sort": None,
-              "target": None, "output": str(study)}
+              "target": None, "conditional": None, "output": str(study)}
     atomic.write_json(study / SWEEP_FILE, {
         "format": "rxwgan-sweep", "sweep_id": sweep_id, "updated": time.time(), "study": str(study),
         "config": shared, "runs": list(planned.values()), "eval_space": _short(space),

@@ -8,6 +8,7 @@ one task (``rxwgan.utility.task``), run on Ray or in local processes
 what it depends on (``rxwgan.utility.results``), so the same command again does only what
 is missing, and a result is never used for settings or generators it was not made with.
 
+A fold's generators come from its two class runs or from its one conditional run (``--runs``).
 ``--folds`` chooses what to compute now; the tables (``rxwgan.utility.summary``) cover
 every ready fold whose results are valid for its current generators, and say which are
 missing, stale or partial. One command at a time writes a study's ``utility/`` folder.
@@ -47,11 +48,12 @@ from rxwgan.utility.plan import (
     arm,
     fold_rows,
     plan_tasks,
+    run_kind,
     splits_not_ready,
     study_folds,
 )
 from rxwgan.utility.results import SetAside, fold_key, read_result, set_aside
-from rxwgan.utility.settings import UtilitySettings
+from rxwgan.utility.settings import AUTO, UtilitySettings
 from rxwgan.utility.summary import FoldResults, write_tables
 from rxwgan.utility.two_sample import fold_two_sample
 from rxwgan.utility.workers import UtilityOptions, run_workers
@@ -77,10 +79,11 @@ class UtilityResult:
 
 def run_utility(study: str | Path, settings: UtilitySettings | None = None,
                 options: UtilityOptions | None = None, *, table: str | Path | None = None,
-                folds: Sequence[str] | None = None, overwrite: bool = False,
+                folds: Sequence[str] | None = None, runs: str = AUTO, overwrite: bool = False,
                 log: Log = print) -> UtilityResult:
     """Train and score the missing classifier runs of ``folds`` (default: every ready fold) of
-    ``study``; write the tables over every ready fold and return them.
+    ``study``; write the tables over every ready fold and return them. ``runs``: the runs that
+    give each fold's generators (``rxwgan.utility.settings.RUN_KINDS``).
 
     ``overwrite`` runs the asked folds' classifier runs of these settings and generators again
     (it deletes only their result files); other results are never deleted.
@@ -92,22 +95,23 @@ def run_utility(study: str | Path, settings: UtilitySettings | None = None,
     study = Path(study).expanduser().resolve()
     if not study.is_dir():
         raise RxwganError(f"{study}: no such study folder")
-    ready = _ready_folds(study, table, folds, log)
+    kind = run_kind(study, runs)
+    ready = _ready_folds(study, table, folds, kind, log)
     computed = [fold.split.name for fold in ready] if folds is None else list(folds)
     keyed = [_keyed(settings, fold) for fold in ready]
     _check_ratios([fold for fold in ready if fold.split.name in computed], settings)
     out = study / UTILITY_FOLDER
     with folder_lock.hold(out, "utility folder"):  # one writer: a second utility is refused
-        return _run_in(study, out, keyed, computed, settings, options, overwrite, log)
+        return _run_in(study, out, keyed, computed, settings, options, kind, overwrite, log)
 
 
-def _ready_folds(study: Path, table: str | Path | None, folds: Sequence[str] | None,
+def _ready_folds(study: Path, table: str | Path | None, folds: Sequence[str] | None, kind: str,
                  log: Log) -> list[FoldInputs]:
-    """Every fold whose two class runs finished; each asked fold must be one of them."""
-    ready = study_folds(study, table, None, log if folds is None else None)
+    """Every fold whose runs of ``kind`` finished; each asked fold must be one of them."""
+    ready = study_folds(study, table, None, log if folds is None else None, kind)
     unready = [name for name in folds or () if name not in {fold.split.name for fold in ready}]
     if unready:
-        study_folds(study, table, unready)  # refuses, naming the fold and why
+        study_folds(study, table, unready, runs=kind)  # refuses, naming the fold and why
     return ready
 
 
@@ -133,7 +137,7 @@ def _check_ratios(folds: list[FoldInputs], settings: UtilitySettings) -> None:
 
 
 def _run_in(study: Path, out: Path, folds: list[FoldResults], computed: list[str], settings: UtilitySettings,
-            options: UtilityOptions, overwrite: bool, log: Log) -> UtilityResult:
+            options: UtilityOptions, kind: str, overwrite: bool, log: Log) -> UtilityResult:
     _remove_temporaries(out)
     warnings = _warnings([fold.fold for fold in folds])
     for line in warnings:
@@ -156,7 +160,7 @@ def _run_in(study: Path, out: Path, folds: list[FoldResults], computed: list[str
     damaged = [task.path for task in pending if (out / task.path).exists()]
     if damaged:
         log(f"{len(damaged)} damaged result file(s), run again: {', '.join(damaged)}")
-    atomic.write_json(out / UTILITY_SETTINGS, _record(settings, folds, computed, RUNNING))
+    atomic.write_json(out / UTILITY_SETTINGS, _record(settings, folds, computed, RUNNING, kind))
     planned = sum(len(fold.tasks) for fold in asked)
     log(f"{planned} classifier runs ({len(asked)} folds x {planned // len(asked)}), "
         f"{planned - len(pending)} done before, {len(pending)} to run "
@@ -165,14 +169,16 @@ def _run_in(study: Path, out: Path, folds: list[FoldResults], computed: list[str
     for fold in folds:
         fold.read(out)
     if not any(fold.records for fold in folds):
-        atomic.write_json(out / UTILITY_SETTINGS, _record(settings, folds, computed, FAILED, errors=errors))
+        atomic.write_json(out / UTILITY_SETTINGS, _record(settings, folds, computed, FAILED, kind,
+                                                          errors=errors))
         raise RxwganError(f"{out}: no classifier run finished; see the errors above")
     two_sample = {fold.name: fold_two_sample(out, fold, settings.weights, settings.seed)
                   for fold in folds if fold.records}
-    tables = write_tables(out, folds, warnings, splits_not_ready(study), leakage_lines, two_sample)
+    tables = write_tables(out, folds, warnings, splits_not_ready(study, kind), leakage_lines, two_sample,
+                          kind)
     finished = sum(len(fold.records) for fold in folds)
     atomic.write_json(out / UTILITY_SETTINGS, _record(
-        settings, folds, computed, DONE, headline=tables.headline, two_sample={
+        settings, folds, computed, DONE, kind, headline=tables.headline, two_sample={
             name: {"accuracy": record["accuracy"], "n": record["n"]} for name, record in two_sample.items()},
         comparisons=tables.comparisons, warnings=warnings, leakage=leakage,
         errors=errors,
@@ -205,11 +211,11 @@ def _log_set_aside(folds: list[FoldResults], log: Log) -> None:
 
 
 def _record(settings: UtilitySettings, folds: list[FoldResults], computed: list[str], state: str,
-            **more: Any) -> dict[str, Any]:
-    """utility.json: the last command, its settings, and per ready fold what its results
-    depend on and how many are valid."""
+            kind: str, **more: Any) -> dict[str, Any]:
+    """utility.json: the last command, its settings, the kind of runs that gave the generators
+    (``runs``), and per ready fold what its results depend on and how many are valid."""
     return {"format": "rxwgan-utility", "state": state, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "settings": settings.to_dict(), "computed": computed,
+            "settings": settings.to_dict(), "computed": computed, "runs": kind,
             "folds": {fold.name: {"key": fold.key.key, "state": fold.state, "finished": len(fold.records),
                                   "planned": len(fold.tasks),
                                   "set_aside": {"stale": fold.aside.stale,

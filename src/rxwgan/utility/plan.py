@@ -1,10 +1,12 @@
 """What ``rxwgan utility`` will do for a study: its folds, their generators, the classifier runs.
 
 A fold is usable when both of its class runs (``<split>/target_0`` and ``target_1``) have
-finished on the same table and partition. Everything is read from the run folders, never
-guessed: the table a run trained on, the row partition, the generator it kept (its best
-checkpoint when it recorded one, else its final one). The plan is a list of tasks, one per
-fold x condition x seed, each small enough to be one Ray task.
+finished on the same table and partition, or its one conditional run (``<split>/conditional``,
+whose generator gives both classes) has; ``--runs`` chooses between the two kinds where a
+study holds both. Everything is read from the run folders, never guessed: the table a run
+trained on, the row partition, the generator it kept (its best checkpoint when it recorded
+one, else its final one). The plan is a list of tasks, one per fold x condition x seed,
+each small enough to be one Ray task.
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ from sklearn.model_selection import train_test_split
 
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.json_files import read_json
-from rxwgan.base.layout import BEST_GENERATOR, CONFIG_FILE, TRAINED_GENERATOR, utility_result
+from rxwgan.base.layout import BEST_GENERATOR, CONDITIONAL_RUN, CONFIG_FILE, TRAINED_GENERATOR, utility_result
 from rxwgan.base.progress import Log
 from rxwgan.data.splits import SplitSpec, grouped_holdout, partition, table_groups
 from rxwgan.data.table import Table, read_table
 from rxwgan.models.files import file_sha256
-from rxwgan.study.plan import study_runs
-from rxwgan.train.config import TrainConfig
+from rxwgan.study.plan import RunPlan, study_runs
+from rxwgan.train.config import TARGETS, TrainConfig
 from rxwgan.train.folder import table_fingerprint
-from rxwgan.utility.settings import UtilitySettings
+from rxwgan.utility.settings import AUTO, CONDITIONAL, PER_CLASS, RUN_KINDS, UtilitySettings
 
 REAL, MIXED, DUPLICATED, SYNTH, SWAPPED = "real", "real+synth", "duplicated", "synth", "swapped"
 CONDITION_ORDER = (REAL, MIXED, DUPLICATED, SYNTH, SWAPPED)
@@ -55,7 +57,7 @@ class FoldInputs:
     target_column: str
     cache_dir: str | None
     bit_depth: int | None
-    generators: dict[int, str]  # target -> generator file
+    generators: dict[int, str]  # target -> generator file (a conditional run's: one file for both)
     generator_kinds: dict[int, str]  # target -> "best" or "trained"
     generator_sha256: dict[int, str]  # target -> its file's sha256 when the plan was made
     image_size: int  # the runs' image size: the table's images are cached at it
@@ -100,59 +102,99 @@ def arm(condition: str, ratio: float) -> str:
     return condition if condition in (REAL, SYNTH) else f"{condition} x{ratio:g}"
 
 
+# What a split needs of each kind of run, in words: all of them finished, one of them not.
+NEEDS = {PER_CLASS: ("both class runs", "a class run"), CONDITIONAL: ("its conditional run",) * 2}
+
+
 def study_folds(study: Path, table: str | Path | None = None, splits: list[str] | None = None,
-                log: Log | None = None) -> list[FoldInputs]:
-    """Every fold of ``study`` whose two class runs have finished (``splits``: exactly those,
-    refused when one is not ready); ``log`` is told which folds were left out.
+                log: Log | None = None, runs: str = AUTO) -> list[FoldInputs]:
+    """Every fold of ``study`` whose generators' runs have finished (``splits``: exactly those,
+    refused when one is not ready); ``log`` is told which folds were left out. ``runs`` says
+    which runs give the generators (``rxwgan.utility.settings.RUN_KINDS``).
 
     ``table`` replaces the path the runs recorded (a study moved to another machine); its
     content must still be what they trained on.
     """
     by_split = _runs_by_split(study)
+    kind = _kind(study, by_split, runs)
     chosen = splits
     if chosen is None:
-        chosen = [name for name in sorted(by_split) if _finished(study, by_split[name])]
+        chosen = [name for name in sorted(by_split) if _finished(study, by_split[name], kind)]
         left_out = sorted(set(by_split) - set(chosen))
         if not chosen:
-            raise RxwganError(f"{study}: no split has both class runs finished yet ({', '.join(left_out)})")
+            raise RxwganError(f"{study}: no split has {NEEDS[kind][0]} finished yet ({', '.join(left_out)})")
         if left_out and log is not None:
-            log(f"left out, a class run not finished: {', '.join(left_out)}")
+            log(f"left out, {NEEDS[kind][1]} not finished: {', '.join(left_out)}")
     unknown = [name for name in chosen if name not in by_split]
     if unknown:
         raise RxwganError(f"--folds: {', '.join(unknown)} not in {study} "
                           f"(it has {', '.join(sorted(by_split))})")
     fingerprints: dict[tuple[Path, str, str, str | None], str] = {}  # the folds share a table: read it once
-    return [_fold(study, name, by_split[name], table, fingerprints) for name in chosen]
+    return [_fold(study, name, _class_folders(study, name, by_split[name], kind), table, fingerprints)
+            for name in chosen]
 
 
-def splits_not_ready(study: Path) -> list[str]:
-    """The splits of ``study`` whose two class runs have not both finished."""
-    return [name for name, runs in sorted(_runs_by_split(study).items()) if not _finished(study, runs)]
+def run_kind(study: Path, runs: str = AUTO) -> str:
+    """``per-class`` or ``conditional``: the kind of run ``runs`` asks for, or (``auto``) the only
+    kind ``study`` holds; a study that holds both must be told which."""
+    return _kind(study, _runs_by_split(study), runs)
 
 
-def _runs_by_split(study: Path) -> dict[str, dict[int, Any]]:
-    by_split: dict[str, dict[int, Any]] = {}
+def _kind(study: Path, by_split: dict[str, dict[int | None, RunPlan]], runs: str) -> str:
+    if runs not in RUN_KINDS:
+        raise RxwganError(f"--runs must be one of {', '.join(RUN_KINDS)}, not {runs!r}")
+    if runs != AUTO:
+        return runs
+    present = {CONDITIONAL if key is None else PER_CLASS for split in by_split.values() for key in split}
+    if len(present) > 1:
+        raise RxwganError(f"{study} holds both per-class and conditional runs: choose the generators "
+                          f"with --runs {PER_CLASS} or --runs {CONDITIONAL}")
+    return present.pop()
+
+
+def splits_not_ready(study: Path, runs: str = AUTO) -> list[str]:
+    """The splits of ``study`` whose runs of the kind ``runs`` asks for have not all finished."""
+    by_split = _runs_by_split(study)
+    kind = _kind(study, by_split, runs)
+    return [name for name, split in sorted(by_split.items()) if not _finished(study, split, kind)]
+
+
+def _runs_by_split(study: Path) -> dict[str, dict[int | None, RunPlan]]:
+    """Per split, its runs by class (None: its conditional run)."""
+    by_split: dict[str, dict[int | None, RunPlan]] = {}
     for run in study_runs(study):
         by_split.setdefault(run.split.name, {})[run.target] = run
     if not by_split:
-        raise RxwganError(f"{study}: holds no run folders (<split>/target_<t>/)")
+        raise RxwganError(f"{study}: holds no run folders (<split>/target_<t>/ or "
+                          f"<split>/{CONDITIONAL_RUN}/)")
     return by_split
 
 
-def _finished(study: Path, runs: dict[int, Any]) -> bool:
-    """Both class runs of a split are there and have written their trained generator."""
-    return all(t in runs and (study / runs[t].path / TRAINED_GENERATOR).is_file() for t in (0, 1))
+def _run_keys(kind: str) -> tuple[int | None, ...]:
+    """The runs a split needs: one per class, or its conditional run."""
+    return (None,) if kind == CONDITIONAL else TARGETS
 
 
-def _fold(study: Path, name: str, runs: dict[int, Any], table: str | Path | None,
-          fingerprints: dict[tuple[Path, str, str, str | None], str]) -> FoldInputs:
-    missing = [t for t in (0, 1) if t not in runs]
+def _finished(study: Path, runs: dict[int | None, RunPlan], kind: str) -> bool:
+    """The split's runs of ``kind`` are there and have written their trained generator."""
+    return all(key in runs and (study / runs[key].path / TRAINED_GENERATOR).is_file()
+               for key in _run_keys(kind))
+
+
+def _class_folders(study: Path, name: str, runs: dict[int | None, RunPlan], kind: str) -> dict[int, Path]:
+    """Each class's run folder: its own, or (conditional) the split's one run for both."""
+    missing = [key for key in _run_keys(kind) if key not in runs]
     if missing:
-        raise RxwganError(f"{study / name}: no run of target {missing[0]}; the classifier needs a "
-                          f"generator for each class (leave the fold out with --folds)")
+        what = "conditional run" if missing[0] is None else f"run of target {missing[0]}"
+        raise RxwganError(f"{study / name}: no {what}; the classifier needs a generator for each class "
+                          f"(leave the fold out with --folds)")
+    return {t: study / runs[None if kind == CONDITIONAL else t].path for t in TARGETS}
+
+
+def _fold(study: Path, name: str, folders: dict[int, Path], table: str | Path | None,
+          fingerprints: dict[tuple[Path, str, str, str | None], str]) -> FoldInputs:
     configs, generators, kinds = {}, {}, {}
-    for target in (0, 1):
-        folder = study / runs[target].path
+    for target, folder in folders.items():
         saved = read_json(folder / CONFIG_FILE)
         if not (folder / TRAINED_GENERATOR).is_file() or "config" not in saved:
             raise RxwganError(f"{folder}: this run has not finished (no {TRAINED_GENERATOR}); finish "

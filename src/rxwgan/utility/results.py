@@ -2,8 +2,9 @@
 
 A result depends on the task (fold, condition, ratio, seed), on the settings that shape
 one training (the classifier's, the weights asked for, the stopping share) and on the
-fold's inputs (the table's fingerprint, the partition, each generator's sha256 and the
-weights it gave). The last two are hashed into the task's *key*, a folder of
+fold's inputs (the table's fingerprint, the partition, and per class its generator's sha256
+and the weights it gave: a conditional run's one file is there under each class it is bound
+to, so a key tells it from per-class generators). The last two are hashed into the task's *key*, a folder of
 ``utility/runs/<split>/``: results of other settings or of earlier generators stay beside
 the current ones, untouched, and are never read as theirs. ``read_result`` accepts a file
 only when every dependency it records matches.

@@ -13,6 +13,10 @@ from typing import Any
 from rxwgan.base.errors import RxwganError
 
 CONTROLS = ("swapped", "duplicated")
+# Which runs of a split give its generators (``utility --runs``): a run per class, or its one
+# conditional run; ``auto`` takes the only kind the study holds.
+AUTO, PER_CLASS, CONDITIONAL = "auto", "per-class", "conditional"
+RUN_KINDS = (AUTO, PER_CLASS, CONDITIONAL)
 
 
 @dataclass(frozen=True)

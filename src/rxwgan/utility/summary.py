@@ -2,9 +2,9 @@
 
 ``utility.csv`` (a row per fold x condition x seed), ``summary.csv``/``summary.md`` (across
 folds, with the paired comparisons against ``real``) and ``roc.png``. The summary says which
-folds it covers and which it does not: a fold with no result yet (missing), one whose
-generators changed since its results (stale: never summarised from the old ones), one
-whose runs are not all finished (partial).
+runs gave the generators (per-class or conditional), which folds it covers and which it does
+not: a fold with no result yet (missing), one whose generators changed since its results
+(stale: never summarised from the old ones), one whose runs are not all finished (partial).
 """
 
 from __future__ import annotations
@@ -32,8 +32,13 @@ from rxwgan.utility.plan import (
 )
 from rxwgan.utility.results import CSV_COLUMNS, METRICS, FoldKey, SetAside, read_result
 from rxwgan.utility.scores import paired_comparison, summarise
+from rxwgan.utility.settings import CONDITIONAL, PER_CLASS
 
 COMPLETE, PARTIAL, MISSING, STALE = "complete", "partial", "missing", "stale"
+# summary.md's line on the generators, and why a fold is not ready, per kind of run.
+GENERATORS = {PER_CLASS: "per-class runs, a generator per class and fold",
+              CONDITIONAL: "conditional runs, one generator per fold bound to each class in turn"}
+NOT_READY = {PER_CLASS: "a class run has not finished", CONDITIONAL: "its conditional run has not finished"}
 
 
 @dataclass
@@ -74,11 +79,12 @@ class Tables:
 
 
 def write_tables(out: Path, folds: Sequence[FoldResults], warnings: list[str], not_ready: list[str],
-                 leakage: list[str], two_sample: dict[str, dict[str, Any]]) -> Tables:
+                 leakage: list[str], two_sample: dict[str, dict[str, Any]], kind: str) -> Tables:
     """Gather the folds' finished results into the table, the summary, the comparisons and the
     figure; ``folds`` must have read their results, and one of them at least has one.
     ``leakage``: a line per fold (``rxwgan.utility.leakage``); ``two_sample``: per fold, each
-    class's two-sample test (``rxwgan.utility.two_sample``), for the headline."""
+    class's two-sample test (``rxwgan.utility.two_sample``), for the headline; ``kind``: the
+    runs that gave the generators."""
     from rxwgan.utility.figures import save_roc_figure
 
     records = [record for fold in folds for record in fold.records]
@@ -95,14 +101,14 @@ def write_tables(out: Path, folds: Sequence[FoldResults], warnings: list[str], n
     write_frame(runs, out / UTILITY_TABLE)
     write_frame(summary, out / UTILITY_SUMMARY)
     save_roc_figure(records, out / UTILITY_ROC)
-    notes = [*(f"> warning: {line}" for line in warnings), *coverage_lines(folds, not_ready),
-             *(f"> leakage: {line}" for line in leakage)]
+    notes = [f"> generators: {GENERATORS[kind]}", *(f"> warning: {line}" for line in warnings),
+             *coverage_lines(folds, not_ready, kind), *(f"> leakage: {line}" for line in leakage)]
     first = headline(summary.to_dict("records"), two_sample)
     atomic.write_text(out / UTILITY_SUMMARY_MARKDOWN, summary_markdown(summary, comparisons, notes, first))
     return Tables(runs, summary, comparisons, first)
 
 
-def coverage_lines(folds: Sequence[FoldResults], not_ready: list[str]) -> list[str]:
+def coverage_lines(folds: Sequence[FoldResults], not_ready: list[str], kind: str) -> list[str]:
     """Which folds the numbers come from, and why the others are not in them."""
     by_state: dict[str, list[FoldResults]] = {}
     for fold in folds:
@@ -119,7 +125,7 @@ def coverage_lines(folds: Sequence[FoldResults], not_ready: list[str]) -> list[s
         lines.append(f"> missing: {', '.join(f.name for f in missing)}: no result yet; `--folds "
                      f"{','.join(f.name for f in missing)}` computes them")
     if not_ready:
-        lines.append(f"> not ready: {', '.join(not_ready)}: a class run has not finished")
+        lines.append(f"> not ready: {', '.join(not_ready)}: {NOT_READY[kind]}")
     return lines
 
 

@@ -42,7 +42,9 @@ def run_task(fold: FoldInputs, task: UtilityTask, settings: UtilitySettings, out
     table = read_table(fold.table, fold.path_column, fold.target_column)
     targets = table.targets.astype(np.int64)
     rows = fold_rows(fold, table, task.seed, settings.stop_share)
-    generators = {t: load_generator(path, device, settings.weights) for t, path in fold.generators.items()}
+    # Class t's generator: its own run's, or a conditional run's bound to t (one file for both).
+    generators = {t: load_generator(path, device, settings.weights, target=t)
+                  for t, path in fold.generators.items()}
     changed = [fold.generators[t] for t, (_, sha) in generators.items() if sha != fold.generator_sha256[t]]
     if changed:  # its result would be filed under the key of generators it did not use
         raise RxwganError(f"{changed[0]}: changed while utility ran; run the command again")

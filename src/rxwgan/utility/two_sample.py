@@ -55,7 +55,7 @@ def _compute(fold: FoldResults, weights: str, seed: int) -> dict[str, Any]:
         if len(rows) < FOLDS:  # too few for its cross-validation: said in the headline, not a crash
             accuracy[str(target)], counts[str(target)] = None, len(rows)
             continue
-        generator, _ = load_generator(inputs.generators[target], "cpu", weights)
+        generator, _ = load_generator(inputs.generators[target], "cpu", weights, target=target)
         size = int(generator.image_size)
         real = torch.from_numpy(cache.load_rows(table, size, rows, False, inputs.bit_depth))
         fake = synthetic_images(generator, range(len(rows)), seed=seed)
