@@ -1,7 +1,9 @@
 """The ``evaluate`` verb: how close synthetic X-rays are to real ones, in numbers.
 
 Prints a small table (every number beside the sample sizes it came from, the feature
-space, and the caveats) and with ``--json`` writes all of it with the versions used.
+space, and the caveats) and with ``--json`` writes all of it with the versions used. A
+conditional generator (both classes in one network) is scored one class at a time against
+the real rows of that class: the class --target names, else each class in turn.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "hist")
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rxwgan.base import atomic
     from rxwgan.base.devices import resolve_device
-    from rxwgan.metrics import compute_metrics, versions
+    from rxwgan.metrics import versions
     from rxwgan.synth.sampling import generation_precision
 
     _check_flags(args)
@@ -52,17 +54,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise RxwganError("--table says where the table of --memorisation RUN_FOLDER is now; a --real "
                           "table is named by --real itself")
     device = resolve_device(args.device)
-    result = compute_metrics(
-        args.real, args.fake, args.metrics or DEFAULT_METRICS, args.features, weights=args.weights, n=args.n,
-        seed=args.seed, size=args.size, cache_dir=args.cache_dir, device=device,
-        precision=generation_precision(args.precision, device), **_table_options(args))
-    print(format_report(result))
+    precision = generation_precision(args.precision, device)
+    results = {target: _scores(args, target, device, precision) for target in _fake_classes(args)}
+    several = len(results) > 1  # each class of a conditional generator: one report per class
+    print("\n\n".join((f"class {target}:\n" if several else "") + format_report(result)
+                      for target, result in results.items()))
     if out is not None:
-        space = SPACES.get(result.get("features"))
-        extra = (space.pip,) if space is not None and space.pip else ()
-        atomic.write_json(out, report_json(result, args.seed, versions(extra)))
+        spaces = [SPACES.get(result.get("features")) for result in results.values()]
+        found = versions(sorted({space.pip for space in spaces if space is not None and space.pip}))
+        reports = {str(target): report_json(result, args.seed, found) for target, result in results.items()}
+        atomic.write_json(out, {"per_class": reports} if several else next(iter(reports.values())))
         print(f"wrote {out}")
     return 0
+
+
+def _fake_classes(args: argparse.Namespace) -> list[int | None]:
+    """The classes to score: [None] for a --fake that is no conditional generator, else the
+    class --target names or, against a table's rows, each class in turn."""
+    from rxwgan.metrics.sources import conditional_classes
+
+    classes = conditional_classes(args.fake)
+    if not classes:
+        return [None]
+    if args.target is not None:
+        return [args.target]
+    if not _is_table(args.real):
+        raise RxwganError(f"--fake {args.fake} is a conditional generator (both classes): give the class to "
+                          f"score with --target, or a table --real to score each class against its rows")
+    return list(range(classes))
+
+
+def _scores(args: argparse.Namespace, target: int | None, device: Any, precision: str) -> dict[str, Any]:
+    """compute_metrics of the --real and --fake sets; with ``target``, of that class of a
+    conditional --fake generator against the --real rows of that class."""
+    from rxwgan.metrics import compute_metrics
+    from rxwgan.metrics.sources import load_images, native_size
+
+    fake = args.fake
+    if target is not None:
+        fake = load_images(fake, args.size or native_size(fake), n=args.n, seed=args.seed, device=device,
+                           precision=precision, sampled_class=target)
+    return compute_metrics(
+        args.real, fake, args.metrics or DEFAULT_METRICS, args.features, weights=args.weights, n=args.n,
+        seed=args.seed, size=args.size, cache_dir=args.cache_dir, device=device, precision=precision,
+        **_table_options(args, target))
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -93,19 +128,22 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
     from rxwgan.train.run_info import read_run
 
     taken = {"--real": args.real, "--metrics": args.metrics, "--fold": args.fold, "--n_splits": args.n_splits,
-             "--test": args.test, "--sort": args.sort, "--target": args.target, "--size": args.size}
+             "--test": args.test, "--sort": args.sort, "--size": args.size}
     given = [flag for flag, value in taken.items() if value is not None]
     if given:
         raise RxwganError(f"--memorisation takes the rows, split, class and size from the run folder; "
                           f"drop {', '.join(given)}")
-    run = read_run(args.memorisation)
+    run = read_run(args.memorisation, args.target)
+    if args.target is not None and not run.conditional:
+        raise RxwganError(f"--memorisation takes the class from the run folder ({run.folder} learned target "
+                          f"{run.target} only); drop --target")
     check_split_file(run.split_csv, run.config)  # a grouped run's rows, as its groups split them
     fake = args.fake or str(run.folder / TRAINED_GENERATOR)
     pairs = Path(args.pairs) if args.pairs else run.folder / MEMORISATION_PAIRS
     if args.pairs:
         refuse_existing(pairs, args.overwrite)
     features = None if args.features == "auto" else args.features
-    record = check_memorisation(run.folder, fake, n=args.n, seed=args.seed, unseen=args.partition or "val",
+    record = check_memorisation(run, fake, n=args.n, seed=args.seed, unseen=args.partition or "val",
                                 features=features, device=resolve_device(args.device),
                                 cache_dir=args.cache_dir, pairs=pairs, table=args.table)
     print(format_memorisation(record))
@@ -116,8 +154,13 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
     return 0
 
 
-def _table_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Row selection for a table ``--real``; only what the user set, so other sets refuse it."""
+def _is_table(source: str | None) -> bool:
+    return str(source).lower().endswith(".csv")
+
+
+def _table_options(args: argparse.Namespace, sampled: int | None = None) -> dict[str, Any]:
+    """Row selection for a table ``--real``; only what the user set, so other sets refuse it.
+    ``sampled``: the class of a conditional --fake generator, whose rows a table gives."""
     from rxwgan.data.splits import SplitSpec
 
     options: dict[str, Any] = {}
@@ -128,9 +171,12 @@ def _table_options(args: argparse.Namespace) -> dict[str, Any]:
         options["split"] = spec
     if args.partition is not None:
         options["partition"] = args.partition
-    if args.target is not None:
+    if sampled is not None:
+        if _is_table(args.real):
+            options["target"] = sampled
+    elif args.target is not None:
         options["target"] = args.target
-    if str(args.real).lower().endswith(".csv"):
+    if _is_table(args.real):
         options.update(path_column=args.path_column, target_column=args.target_column)
     return options
 
@@ -201,7 +247,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                              f"(default: with --memorisation, the run's {TRAINED_GENERATOR})")
     parser.add_argument("--memorisation", metavar="RUN_FOLDER",
                         help="are the synthetic images copies of training images? Compares them with "
-                             "the run's training rows of its class, and its val rows (--partition "
+                             "the run's training rows of its class (a conditional run's: the class "
+                             "--target names), and its val rows (--partition "
                              f"test: test rows) as the unseen reference, all from the run's {SPLIT_FILE}; "
                              "in the run's feature space (unless --features) and in pixels; records "
                              f"RUN_FOLDER/{MEMORISATION_RECORD} and draws the closest pairs")
@@ -230,7 +277,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     add_split_flags(parser, what="real table, ", default_fold=False)
     parser.add_argument("--partition", choices=["train", "val", "test", "all"],
                         help="real rows of the split to use (default: val with a split, else all)")
-    parser.add_argument("-t", "--target", type=int, help="real rows of this class only (0 or 1)")
+    parser.add_argument("-t", "--target", type=int,
+                        help="real rows of this class only (0 or 1); of a conditional --fake generator, also "
+                             "the class it samples (without it, each class is scored against a table's rows "
+                             "of that class); with --memorisation of a conditional run, the class checked")
     add_table_flags(parser)
     parser.add_argument("--json", help="write every number, sample size, and version here")
     parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir",

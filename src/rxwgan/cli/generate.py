@@ -30,7 +30,7 @@ def _export_onnx() -> Any:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from rxwgan.data.table import read_table
-    from rxwgan.synth.generate import generate
+    from rxwgan.synth.generate import generate, target_of_set
     from rxwgan.synth.mixing import synthetic_needed
 
     settings = given(args, generate)
@@ -40,7 +40,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.mix_table is not None:
         # Check the real table and the ratio before spending minutes generating.
         real = read_table(args.mix_table, args.path_column, args.target_column)
-        target, ratio = (setting_value(args, generate, name) for name in ("target", "ratio"))
+        target = target_of_set(args.generator, setting_value(args, generate, "target"))
+        ratio = setting_value(args, generate, "ratio")
         need = synthetic_needed(real, target, ratio)
         if need > args.n:
             raise RxwganError(f"--ratio {ratio:g} needs {need} synthetic target-{target} "
@@ -68,10 +69,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     result = export_onnx(**given(args, export_onnx))
     sizes = " and ".join(str(b) for b in result.batch_sizes)
-    print(f"wrote {result.path} ({result.arch} generator, opset {result.opset}, input 'z' -> output "
+    inputs = ("input" if len(result.inputs) == 1 else "inputs") + " " + " and ".join(
+        f"'{name}'" for name in result.inputs)
+    classes = f" of each of its {result.classes} classes" if result.classes else ""
+    print(f"wrote {result.path} ({result.arch} generator, opset {result.opset}, {inputs} -> output "
           f"'images', dynamic batch axis, {result.exporter} exporter)")
     print(f"checked with onnxruntime: outputs equal PyTorch's within {result.tolerance:g} "
-          f"(max |diff| {result.max_abs_diff:.1e} on random latents at batch sizes {sizes})")
+          f"(max |diff| {result.max_abs_diff:.1e} on random latents{classes} at batch sizes {sizes})")
     return 0
 
 
@@ -84,7 +88,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     setting("n", "-n", type=int, required=True, help="number of images")
     setting("output", "-o", "--output", required=True,
             help=f"folder for images/, {SYNTHETIC_TABLE} (and {MIXED_TABLE})")
-    setting("target", "-t", "--target", type=int, help="target written in the table, 0 or 1")
+    setting("target", "-t", "--target", type=int,
+            help="target written in the table, 0 or 1; for a conditional generator (both classes), the "
+                 "class it samples", unset="1 for a per-class generator, none for a conditional one")
     setting("seed", "--seed", type=int, help="latent seed")
     setting("batch_size", "--batch_size", "--batch-size", type=int, help="images per forward pass")
     setting("fmt", "--format", choices=FORMAT_CHOICES,

@@ -4,7 +4,8 @@ Every set becomes an ``ImageSet``: float32 images (N, 1, S, S) in [-1, 1] on the
 generator's output range, plus a description and JSON-able details for the report. Table
 and folder images go through the decode-once image cache. A real table also carries all
 its rows (both classes, every fold) for the ``trained`` space to be fitted on, so every
-study on one table shares one encoder.
+study on one table shares one encoder. A conditional generator (both classes in one network)
+gives the images of one class: the class is asked for (``bound_generator``), never guessed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rxwgan.base.devices import autocast
 from rxwgan.base.errors import RxwganError
 from rxwgan.data.cache import ImageCache
 from rxwgan.data.table import IMAGE_SUFFIXES, read_table
+from rxwgan.models.conditioning import ClassBound, classes_of
 from rxwgan.models.files import MODEL_SUFFIXES, file_sha256, resolve_model_path
 
 PARTITIONS = ("train", "val", "test", "all")
@@ -78,12 +80,13 @@ def native_size(source: Any) -> int | None:
 
 def load_images(source: Any, size: int, *, n: int | None = None, seed: int = 0, with_fit: bool = False,
                 cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
-                precision: str = "fp32", **table_options: Any) -> ImageSet:
+                precision: str = "fp32", sampled_class: int | None = None, **table_options: Any) -> ImageSet:
     """Any source as an ``ImageSet`` at ``size`` px.
 
     ``n``: how many images a generator samples (with ``seed``, in ``precision``), or at most
-    how many rows of a table or folder are used (a seeded pick). ``table_options`` go to
-    ``table_images`` (split, partition, target, path and target columns).
+    how many rows of a table or folder are used (a seeded pick). ``sampled_class``: the class
+    a conditional generator samples (which needs one; every other source ignores it).
+    ``table_options`` go to ``table_images`` (split, partition, target, path and target columns).
     """
     kind = kind_of(source)
     flags = {"split": "--fold/--test", "partition": "--partition", "target": "--target"}
@@ -95,7 +98,8 @@ def load_images(source: Any, size: int, *, n: int | None = None, seed: int = 0, 
     elif kind == "tensor":
         found = tensor_images(source)
     elif kind == "generator":
-        found = generator_images(source, n or 1000, seed, device=device, precision=precision)
+        found = generator_images(source, n or 1000, seed, device=device, precision=precision,
+                                 sampled_class=sampled_class)
     elif kind == "table":
         found = table_images(source, size, cache_dir=cache_dir, **table_options)
     else:
@@ -126,6 +130,32 @@ def _generator(source: Any) -> nn.Module:
     return load_model(source, role="generator")
 
 
+def conditional_classes(source: Any) -> int:
+    """How many classes ``source`` samples when it is a conditional generator not yet bound to
+    one; 0 for any other source."""
+    if kind_of(source) != "generator" or isinstance(source, ClassBound):
+        return 0
+    return classes_of(_generator(source))
+
+
+def bound_generator(generator: nn.Module, target: int | None, name: str) -> nn.Module:
+    """A conditional generator bound to class ``target`` (``z -> images`` like any other); any
+    other generator as it is. A conditional one without a class is refused in one line."""
+    if isinstance(generator, ClassBound):
+        if target is not None and target != generator.target:
+            raise RxwganError(f"--target {target}: {name} is bound to class {generator.target}")
+        return generator
+    classes = classes_of(generator)
+    if not classes:
+        return generator
+    if target is None:
+        raise RxwganError(f"{name} is a conditional generator (both classes): give the class to sample "
+                          f"with --target 0 or 1")
+    if not 0 <= target < classes:
+        raise RxwganError(f"--target {target}: {name} knows classes 0 to {classes - 1}")
+    return ClassBound(generator, target).train(generator.training)
+
+
 @torch.no_grad()
 def sample_generator(generator: nn.Module, n: int, seed: int, batch_size: int = 256,
                      precision: str = "fp32") -> Tensor:
@@ -153,19 +183,26 @@ def sample_generator(generator: nn.Module, n: int, seed: int, batch_size: int = 
 
 
 def generator_images(source: Any, n: int, seed: int, device: str | torch.device = "cpu",
-                     precision: str = "fp32") -> ImageSet:
+                     precision: str = "fp32", sampled_class: int | None = None) -> ImageSet:
+    """``n`` samples of a generator (of class ``sampled_class``, for a conditional one)."""
+    name = "generator" if isinstance(source, nn.Module) else str(source)
     generator = _generator(source)
     if not isinstance(source, nn.Module):
         generator = generator.to(device)
+    generator = bound_generator(generator, sampled_class, name)
     images = sample_generator(generator, n, seed, precision=precision)
-    name = "generator" if isinstance(source, nn.Module) else str(source)
     info = {"kind": "generator", "arch": getattr(generator, "arch", None), "n": n, "seed": seed,
             "precision": precision,
             "size": int(images.shape[-1])}
+    which = ""
+    if isinstance(generator, ClassBound):
+        info.update({"conditional": True, "target": generator.target})
+        which = f", class {generator.target} of a conditional generator"
     if not isinstance(source, nn.Module):
         path = resolve_model_path(source).resolve()
         info.update({"path": str(path), "sha256": file_sha256(path)})
-    return ImageSet(images, f"{name} ({info['arch']}, {n} samples, seed {seed}, {images.shape[-1]} px)", info)
+    label = f"{name} ({info['arch']}{which}, {n} samples, seed {seed}, {images.shape[-1]} px)"
+    return ImageSet(images, label, info)
 
 
 def table_images(csv: str | Path, size: int, *, split=None, partition: str | None = None,

@@ -70,9 +70,13 @@ def generator_samples(folder: Path, count: int = 25) -> torch.Tensor | None:
 
     The checkpoint holds both the newest weights and those latents; a folder without
     one falls back to its trained generator and latents drawn from the run's seed. A run
-    that kept its lowest-KID generator (``generator_best``) is shown by that one.
+    that kept its lowest-KID generator (``generator_best``) is shown by that one. A
+    conditional generator shows every class: rows of GRID_SIDE latents, each row once per
+    class, one under another (as its training grid does); at most ``count`` images, but one
+    row of each class at least (``count`` at least GRID_SIDE).
     """
     from rxwgan.models import build_generator, load_model
+    from rxwgan.models.conditioning import classes_of
     from rxwgan.train.checkpoint import has_checkpoint, load_checkpoint
 
     saved = read_json(folder / CONFIG_FILE)
@@ -98,8 +102,21 @@ def generator_samples(folder: Path, count: int = 25) -> torch.Tensor | None:
     else:
         return None
     generator.eval()
+    classes = classes_of(generator)
     with torch.no_grad():
-        return generator(latents[:count]).float()
+        if not classes:
+            return generator(latents[:count]).float()
+        return generator(*_class_rows(latents, count, classes)).float()
+
+
+def _class_rows(latents: torch.Tensor, count: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A conditional grid's latents and classes: as many whole rows of GRID_SIDE latents as
+    ``count`` images hold with each row shown once per class (one row at least), no more than
+    ``latents`` has."""
+    from rxwgan.train.state import GRID_SIDE, grid_batch
+
+    rows = min(max(1, count // (GRID_SIDE * classes)), len(latents) // GRID_SIDE)
+    return grid_batch(latents[:rows * GRID_SIDE], classes)
 
 
 def _seeded_latents(saved: dict, count: int, latent_dim: int) -> torch.Tensor:

@@ -45,12 +45,13 @@ def write_card(folder: Path, settings: dict[str, Any], generator: Path,
     from rxwgan.base import atomic
     from rxwgan.metrics import versions
 
+    conditional = bool(settings.get("conditional"))
     run_folder = run_of_generator(generator)
-    run = read_run(run_folder) if run_folder is not None else None
+    run = read_run(run_folder, settings["target"]) if run_folder is not None else None
     sha = settings["generator_sha256"]
     weights = "moving average (EMA) of the weights" if settings["weights"] == "ema" else "raw trained weights"
     if memorisation is None and run is not None:
-        memorisation = recorded(run.folder, sha)
+        memorisation = recorded(run.folder, sha, settings["target"] if conditional else None)
     lines = [MARK, f"# Synthetic data card: {folder.name}", "",
              f"{settings['n']} synthetic chest X-rays of target {settings['target']}, "
              f"{settings['size']} px, {settings['format']}, listed in synthetic.csv (each row with its "
@@ -59,6 +60,8 @@ def write_card(folder: Path, settings: dict[str, Any], generator: Path,
              f"- file: `{generator}`",
              f"- sha256: `{sha}`",
              f"- model: {settings['model']} ({settings['model_image_size']} px), {weights}",
+             *([f"- conditional: one network for both classes, told the class; this set samples class "
+                f"{settings['target']}"] if conditional else []),
              f"- latent seed {settings['seed']} ({settings['latent_scheme']}), "
              f"precision {settings['precision']}",
              ""]
@@ -86,13 +89,20 @@ def _run_lines(run: RunInfo | None) -> list[str]:
     return ["## Training run", "",
             f"- run folder: `{run.folder}`",
             f"- table: `{config.input}`, content sha256 `{record.get('table_sha256', 'not recorded')}`",
-            f"- split: {run.split.name} ({config.split.scheme}, splitter seed {run.split.seed}); target "
-            f"{run.target}; {record.get('train_images', '?')} training and {record.get('val_images', '?')} "
-            f"validation images",
+            f"- split: {run.split.name} ({config.split.scheme}, splitter seed {run.split.seed}); "
+            f"{_classes(run)}; {record.get('train_images', '?')} training and "
+            f"{record.get('val_images', '?')} validation images",
             f"- training: {', '.join(length)}, batch {config.batch_size}, model "
             f"{record.get('generator', {}).get('arch', config.model)}, EMA half-life "
             f"{config.ema_kimg:g} kimg{' (off)' if not config.ema_kimg else ''}, seed {config.seed}",
             ""]
+
+
+def _classes(run: RunInfo) -> str:
+    """The run's class, or a conditional run's two and the one this set samples."""
+    if not run.conditional:
+        return f"target {run.target}"
+    return f"{run.config.what}, this set of target {run.target}"
 
 
 def _metric_lines(run: RunInfo | None, generator: Path) -> list[str]:

@@ -1,9 +1,11 @@
 """ONNX export of a generator, checked against PyTorch before the file is kept.
 
 The graph takes ``z`` (batch, latent_dim) and returns ``images`` (batch, 1, S, S) in [-1, 1]
-with a dynamic batch axis. The export runs onnxruntime on random latents at two batch
-sizes and keeps the file only when its outputs equal PyTorch's within the tolerance, so a
-file on disk has been proven to compute the same images.
+with a dynamic batch axis. A conditional generator's graph also takes ``target`` (batch,
+int64): each latent's class, so one file serves every class. The export runs onnxruntime on
+random latents at two batch sizes (for every class, when conditional) and keeps the file
+only when its outputs equal PyTorch's within the tolerance, so a file on disk has been
+proven to compute the same images.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from rxwgan.base.atomic import atomic_path
 from rxwgan.base.errors import RxwganError
 from rxwgan.base.extras import require
 from rxwgan.models import load_model
+from rxwgan.models.conditioning import classes_of
 
 DEFAULT_OPSET = 17
 TOLERANCE = 1e-4
 CHECK_BATCH_SIZES = (1, 7)
 INPUT_NAME = "z"
+CLASS_INPUT_NAME = "target"  # a conditional generator's second input: each sample's class
 OUTPUT_NAME = "images"
 
 
@@ -41,6 +45,8 @@ class ExportResult:
     max_abs_diff: float
     batch_sizes: tuple[int, ...]
     tolerance: float
+    inputs: tuple[str, ...] = (INPUT_NAME,)
+    classes: int = 0  # a conditional generator's classes, each checked; 0: not conditional
 
 
 def export_onnx(generator: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False,
@@ -65,28 +71,45 @@ def export_onnx(generator: str | os.PathLike, out: str | os.PathLike, overwrite:
         if not diff <= tolerance:
             raise RxwganError(f"{target}: onnxruntime differs from PyTorch by {diff:.2e} "
                               f"(> {tolerance:g}); nothing written")
-    return ExportResult(target, module.arch, opset, exporter, diff, CHECK_BATCH_SIZES, tolerance)
+    return ExportResult(target, module.arch, opset, exporter, diff, CHECK_BATCH_SIZES, tolerance,
+                        _input_names(module), classes_of(module))
+
+
+def _input_names(module: nn.Module) -> tuple[str, ...]:
+    return (INPUT_NAME, CLASS_INPUT_NAME) if classes_of(module) else (INPUT_NAME,)
+
+
+def _inputs(module: nn.Module, z: torch.Tensor, target: int) -> tuple[torch.Tensor, ...]:
+    """The graph's inputs for latents ``z``: with every sample of class ``target`` when conditional."""
+    if not classes_of(module):
+        return (z,)
+    return z, torch.full((len(z),), target, dtype=torch.long)
 
 
 def _export(module: nn.Module, path: Path, opset: int) -> str:
     """Write the graph; the torch.export-based exporter when onnxscript is installed."""
-    example = torch.zeros(2, module.latent_dim)
-    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "opset_version": opset}
+    example = _inputs(module, torch.zeros(2, module.latent_dim), 0)
+    input_names = _input_names(module)
+    names = {"input_names": list(input_names), "output_names": [OUTPUT_NAME], "opset_version": opset}
     if importlib.util.find_spec("onnxscript") is not None:
         batch = torch.export.Dim("batch")
-        torch.onnx.export(module, (example,), path, dynamo=True, external_data=False,
-                          dynamic_shapes={"z": {0: batch}}, **names)
+        torch.onnx.export(module, example, path, dynamo=True, external_data=False,
+                          dynamic_shapes=tuple({0: batch} for _ in example), **names)
         return "torch.export"
     with warnings.catch_warnings():
-        # The TorchScript exporter warns that it is deprecated; it is the one installed here.
+        # The TorchScript exporter warns that it is deprecated; it is the one installed here. Its
+        # tracer warns that a conditional generator's strength becomes a constant: it is 1 when
+        # sampling, and the check below runs the graph on every class.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (example,), path, dynamo=False,
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, **names)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(module, example, path, dynamo=False,
+                          dynamic_axes={name: {0: "batch"} for name in (*input_names, OUTPUT_NAME)}, **names)
     return "torchscript"
 
 
 def _max_difference(module: nn.Module, path: Path, seed: int) -> float:
-    """Largest |onnxruntime - PyTorch| over random latents at each check batch size."""
+    """Largest |onnxruntime - PyTorch| over random latents at each check batch size, for each
+    class of a conditional generator."""
     import onnxruntime
 
     try:
@@ -97,11 +120,14 @@ def _max_difference(module: nn.Module, path: Path, seed: int) -> float:
     worst = 0.0
     for batch in CHECK_BATCH_SIZES:
         z = torch.randn(batch, module.latent_dim, generator=generator)
-        with torch.inference_mode():
-            expected = module(z).numpy()
-        (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: z.numpy()})
-        if actual.shape != expected.shape:
-            raise RxwganError(f"exported graph gives shape {actual.shape} for batch {batch}, "
-                              f"PyTorch {expected.shape}")
-        worst = max(worst, float(np.max(np.abs(actual - expected))))
+        for target in range(max(classes_of(module), 1)):
+            inputs = _inputs(module, z, target)
+            with torch.inference_mode():
+                expected = module(*inputs).numpy()
+            feed = {name: x.numpy() for name, x in zip(_input_names(module), inputs, strict=True)}
+            (actual,) = session.run([OUTPUT_NAME], feed)
+            if actual.shape != expected.shape:
+                raise RxwganError(f"exported graph gives shape {actual.shape} for batch {batch}, "
+                                  f"PyTorch {expected.shape}")
+            worst = max(worst, float(np.max(np.abs(actual - expected))))
     return worst

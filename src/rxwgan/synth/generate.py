@@ -4,7 +4,8 @@ Every image is traced to (generator file sha256, seed, latent index); ``synth.sa
 the latents and images, this module encodes and writes them as they are made, a few threads
 overlapping the next batch's forward pass. One process at a time writes a folder
 (``base.folder_lock``); what the folder holds and what a re-run reuses is ``synth.set_folder``'s,
-mixing the set with a real table ``synth.mixing``'s.
+mixing the set with a real table ``synth.mixing``'s. A conditional generator (both classes in one
+network) samples the class ``target`` names, and has no default one.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from rxwgan.base.layout import (
 )
 from rxwgan.base.progress import progress_bar
 from rxwgan.data.table import Table
+from rxwgan.models.conditioning import classes_of
 from rxwgan.models.files import resolve_model_path
 from rxwgan.synth.card import check_card_is_ours, write_card
 from rxwgan.synth.memorisation import check_memorisation as check_run
@@ -53,6 +55,7 @@ from rxwgan.synth.sampling import (
 from rxwgan.synth.set_folder import FORMATS, TableWriter, finished_rows, relative_path, remove_stale
 from rxwgan.train.run_info import RunInfo, read_run, run_of_generator
 
+PER_CLASS_TARGET = 1  # a per-class generator's set is labelled TB unless --target says otherwise
 PNG_COMPRESS_LEVEL = 6
 WRITER_THREADS = 4  # encoding and fsync-bound writes overlap the next batch's forward pass
 
@@ -109,7 +112,7 @@ class GenerateResult:
     memorisation: dict | None = None  # the check's record, with ``check_memorisation``
 
 
-def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, target: int = 1,
+def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, target: int | None = None,
              seed: int = 0, batch_size: int = 64, fmt: str = "png", size: int | None = None,
              overwrite: bool = False, progress: bool = True, mix: Table | None = None,
              ratio: float = 1.0, device: str = "auto", precision: str = "auto",
@@ -117,8 +120,10 @@ def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, ta
     """Write ``n`` images, ``output/synthetic.csv`` and ``output/CARD.md``; resume a cut run
     of the same settings.
 
-    Refuses a folder holding a set made with other settings unless ``overwrite``, and a
-    folder another process is generating into. With ``mix``, also writes ``mixed.csv``
+    ``target``: the class a conditional generator samples (it has no default), or the label a
+    per-class generator's set gets (PER_CLASS_TARGET by default). Refuses a folder holding a set
+    made with other settings (another target included) unless ``overwrite``, and a folder
+    another process is generating into. With ``mix``, also writes ``mixed.csv``
     (see ``mix_tables``) while still holding the folder. ``check_memorisation``: compare
     the written images with the training and validation rows of the run the generator
     file lives in (refused before any work when it is in none), record the result in the
@@ -131,10 +136,13 @@ def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, ta
     source = resolve_model_path(Path(generator)).resolve()
     run = _run_to_check(source) if check_memorisation else None
     where = resolve_device(device)
-    module, sha = load_generator(source, where, weights)
+    module, sha = load_generator(source, where, weights, target)
+    target = PER_CLASS_TARGET if target is None else target
+    run = run.for_class(target) if run is not None else None
     settings = {"generator_sha256": sha, "seed": seed, "target": target, "format": fmt,
                 "size": size or module.image_size, "latent_scheme": LATENT_SCHEME,
-                "weights": module.weights, "precision": generation_precision(precision, where)}
+                "weights": module.weights, "precision": generation_precision(precision, where),
+                **({"conditional": True, "sampled_class": target} if classes_of(module) else {})}
     with folder_lock.hold(folder, "-o"):
         done = {} if overwrite else finished_rows(folder, settings, n)
         remove_stale(folder, {relative_path(i, settings) for i in done})
@@ -159,6 +167,15 @@ def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, ta
                                    "model_image_size": module.image_size}, source, record)
     return GenerateResult(table.path, n, n - kept, kept, settings["size"], sha, seconds, mixed, card,
                           record)
+
+
+def target_of_set(generator: str | os.PathLike, target: int | None) -> int:
+    """The target a set of ``generator`` gets: ``target``; without one PER_CLASS_TARGET, but a
+    conditional generator has no default class and is refused (one line naming --target)."""
+    if target is None:
+        load_generator(generator)  # refuses a conditional generator
+        return PER_CLASS_TARGET
+    return target
 
 
 def _run_to_check(generator: Path) -> RunInfo:
@@ -198,11 +215,11 @@ def _write_missing(module: nn.Module, n: int, folder: Path, settings: dict, batc
         bar.close()
 
 
-def _check_arguments(n: int, target: int, seed: int, batch_size: int, fmt: str,
+def _check_arguments(n: int, target: int | None, seed: int, batch_size: int, fmt: str,
                      size: int | None) -> None:
     if n < 1:
         raise RxwganError(f"-n must be at least 1, got {n}")
-    if target not in (0, 1):
+    if target not in (None, 0, 1):
         raise RxwganError(f"--target must be 0 or 1, got {target}")
     if seed < 0:
         raise RxwganError(f"--seed must be 0 or more, got {seed}")

@@ -3,8 +3,10 @@
 The synthetic images are compared with the run's own training rows of its class, with the
 fold's validation (or test) rows of that class as the unseen reference, all taken from the
 run folder (``rxwgan.train.run_info``), in the run's feature space and in pixels at the
-generator's size. A run folder that moved away from its images is read through the table it
-trained on, where that is now (``table``: refused unless its rows and images are the run's).
+generator's size. A conditional run learned both classes: the check names the class, whose
+rows it reads and which a conditional generator samples. A run folder that moved away from
+its images is read through the table it trained on, where that is now (``table``: refused
+unless its rows and images are the run's).
 
 Twins are told once, on contrast-normalised pixels (``TWIN_RADIUS``, chosen and measured in
 ``rxwgan.metrics.nearest_neighbours``), and both spaces score the same images:
@@ -124,7 +126,7 @@ def check_memorisation(run: str | Path | RunInfo, fake: Any, *, n: int | None = 
                        unseen: str = "val", features: Any = None, device: str | torch.device = "cpu",
                        cache_dir: str | Path | None = None, pairs: str | Path | None = None,
                        generator: dict[str, Any] | None = None,
-                       table: str | Path | None = None) -> dict[str, Any]:
+                       table: str | Path | None = None, target: int | None = None) -> dict[str, Any]:
     """Memorisation of ``fake`` (a generator file, a synthetic table or folder, a tensor)
     against the run in ``run`` (its folder, or the run already read); returns the record and
     draws the closest pairs to ``pairs``.
@@ -133,15 +135,17 @@ def check_memorisation(run: str | Path | RunInfo, fake: Any, *, n: int | None = 
     file or ``FeatureSpace`` (default: the run's). ``generator``: what to record about the
     generator when ``fake`` is not the file itself (``generate`` passes its sha256).
     ``table``: the table the run trained on, where it is now (a run folder moved or copied
-    away from its images).
+    away from its images). ``target``: the class of a conditional run to check (its rows, and
+    the class a conditional ``fake`` generator samples); a per-class run checks its own.
     """
     from rxwgan.metrics.sources import load_images
 
     if unseen not in UNSEEN_PARTITIONS:
         raise RxwganError(f"--partition {unseen}: the unseen rows are the run's val or test rows")
-    info = run if isinstance(run, RunInfo) else read_run(run)
+    info = (run if isinstance(run, RunInfo) else read_run(run)).for_class(target)
     moved = moved_table(info, table) if table is not None else None
-    sets = {"fake": load_images(fake, info.image_size, n=n, seed=seed, cache_dir=cache_dir, device=device),
+    sets = {"fake": load_images(fake, info.image_size, n=n, seed=seed, cache_dir=cache_dir, device=device,
+                                sampled_class=info.target),
             "train": run_images(info, "train", moved, cache_dir),
             "real": run_images(info, unseen, moved, cache_dir)}
     if not torch.isfinite(sets["fake"].images).all():
@@ -187,6 +191,7 @@ def _record(info: RunInfo, unseen: str, sets: dict[str, ImageSet], twins: Twins,
         generator = {"file": fake["path"], "sha256": fake["sha256"]}
     record = {
         "run": str(info.folder), "split": info.split.name, "target": info.target,
+        **({"conditional": True} if info.conditional else {}),
         "unseen_partition": unseen, "image_size": info.image_size,
         "n_synthetic": len(sets["fake"]), "n_train": len(sets["train"]), "n_unseen": len(sets["real"]),
         "n_tested": int((~twins.synthetic_common).sum()), "n_reference": int(twins.reference.sum()),
@@ -269,12 +274,17 @@ def summary_line(record: dict[str, Any]) -> str:
     features, pixels = record["scores"]["features"], record["scores"]["pixels"]
     return (f"memorisation {_verdict(record)} ({record['n_synthetic']} synthetic, {record['n_train']} "
             f"training, {record['n_unseen']} unseen {record['unseen_partition']} rows; {record['split']} "
-            f"target {record['target']}): near copies {features['near_copies']:.1%} in features "
-            f"{record['space_id']} and {pixels['near_copies']:.1%} in pixels (unseen reference "
+            f"target {record['target']}{_conditional_clause(record)}): near copies "
+            f"{features['near_copies']:.1%} in features {record['space_id']} and "
+            f"{pixels['near_copies']:.1%} in pixels (unseen reference "
             f"{features['near_copies_unseen']:.1%} / {pixels['near_copies_unseen']:.1%}); authentic "
             f"{features['authenticity']:.1%} / {pixels['authenticity']:.1%} (unseen "
             f"{features['authenticity_unseen']:.1%} / {pixels['authenticity_unseen']:.1%})"
             f"{_twin_clause(record)}")
+
+
+def _conditional_clause(record: dict[str, Any]) -> str:
+    return " of a conditional run" if record.get("conditional") else ""
 
 
 def _names(names: list[str]) -> str:
@@ -332,8 +342,10 @@ def write_record(folder: str | Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def recorded(folder: str | Path, sha256: str | None = None) -> dict[str, Any] | None:
-    """The memorisation record in ``folder``; with ``sha256``, only if it is of that generator."""
+def recorded(folder: str | Path, sha256: str | None = None,
+             target: int | None = None) -> dict[str, Any] | None:
+    """The memorisation record in ``folder``; with ``sha256``, only if it is of that generator,
+    with ``target``, only if of that class (a conditional run's folder holds its latest check)."""
     try:
         record = json.loads((Path(folder) / MEMORISATION_RECORD).read_text())
     except (OSError, ValueError):
@@ -341,5 +353,7 @@ def recorded(folder: str | Path, sha256: str | None = None) -> dict[str, Any] | 
     if not isinstance(record, dict) or "scores" not in record:
         return None
     if sha256 is not None and (record.get("generator") or {}).get("sha256") != sha256:
+        return None
+    if target is not None and record.get("target") != target:
         return None
     return record

@@ -21,8 +21,8 @@ from torch import nn
 
 from rxwgan.base.devices import autocast, resolve_precision
 from rxwgan.base.errors import RxwganError, require_at_least
+from rxwgan.metrics.sources import bound_generator
 from rxwgan.models import file_sha256, load_model
-from rxwgan.models.conditioning import ClassBound, classes_of
 from rxwgan.models.files import resolve_model_path
 
 LATENT_CHUNK = 1024
@@ -62,14 +62,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
     module = load_model(path, role="generator", weights=weights)
     sha = file_sha256(resolve_model_path(Path(path)))
     module = module.float().eval().to(device, memory_format=torch.channels_last)
-    if classes_of(module):
-        if target is None:
-            raise RxwganError(f"{path} is a conditional generator (both classes): give the class to "
-                              f"sample with --target 0 or 1")
-        if not 0 <= target < classes_of(module):
-            raise RxwganError(f"--target {target}: {path} knows classes 0 to {classes_of(module) - 1}")
-        module = ClassBound(module, target).eval()
-    return module, sha
+    return bound_generator(module, target, str(path)), sha
 
 
 def generation_precision(precision: str, device: torch.device) -> str:

@@ -4,6 +4,9 @@ Read from the run's own ``config.json`` and ``split.csv`` (the table's rows with
 partition each was in), never guessed from flags: ``split.csv`` names every image with a
 path that resolves from the run folder, so the rows are found even if the original table
 moved. A generator file inside a run folder is traced back to its run here.
+
+A per-class run reads the rows of its own class. A conditional run learned both classes, so
+what reads its rows names the class first (``for_class``): its ``config.target`` means nothing.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from rxwgan.train.config import TrainConfig
 
 @dataclass
 class RunInfo:
-    """One run folder's record: ``config.json`` as written, and its settings as a TrainConfig."""
+    """One run folder's record: ``config.json`` as written, and its settings as a TrainConfig;
+    ``chosen``: the class a conditional run's rows are read of (None until ``for_class``)."""
 
     folder: Path
     record: dict[str, Any]
     config: TrainConfig
+    chosen: int | None = None
 
     @property
     def image_size(self) -> int:
@@ -37,8 +42,28 @@ class RunInfo:
         return int(self.record["image_size"])
 
     @property
+    def conditional(self) -> bool:
+        return self.config.conditional
+
+    @property
     def target(self) -> int:
-        return self.config.target
+        """The class whose rows this reads: a per-class run's own, a conditional run's chosen one."""
+        if not self.conditional:
+            return self.config.target
+        if self.chosen is None:
+            raise RxwganError(f"{self.folder} is a conditional run (both classes): give the class to "
+                              f"compare with, --target 0 or 1")
+        return self.chosen
+
+    def for_class(self, target: int | None) -> RunInfo:
+        """This run reading the rows of class ``target``: a conditional run's choice (None: as it
+        is); a per-class run always reads its own class, as its generator only makes that one."""
+        if not self.conditional or target is None:
+            return self
+        if target not in self.config.classes:
+            raise RxwganError(f"--target {target}: {self.folder} learned targets "
+                              f"{' and '.join(map(str, self.config.classes))}")
+        return dataclasses.replace(self, chosen=target)
 
     @property
     def split(self) -> SplitSpec:
@@ -94,8 +119,9 @@ class RunInfo:
         return table
 
 
-def read_run(folder: str | Path) -> RunInfo:
-    """The run in ``folder``; one line naming what is missing when it is not a run folder."""
+def read_run(folder: str | Path, target: int | None = None) -> RunInfo:
+    """The run in ``folder`` (a conditional one reading class ``target``: ``for_class``); one
+    line naming what is missing when it is not a run folder."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise RxwganError(f"{folder}: no such run folder")
@@ -110,7 +136,7 @@ def read_run(folder: str | Path) -> RunInfo:
         int(record["image_size"])
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise RxwganError(f"{config_file}: not a run's config ({type(exc).__name__}: {exc})") from None
-    return RunInfo(folder.resolve(), record, config)
+    return RunInfo(folder.resolve(), record, config).for_class(target)
 
 
 def run_of_generator(path: str | Path) -> Path | None:
