@@ -39,7 +39,10 @@ UTILITY = UtilitySettings(repeats=3, control=("swapped", "duplicated"), classifi
 # the same total number of training images (both classes together).
 VARIANTS = {"clear": ("clear", {}),
             "subtle": ("subtle", {}),
-            "subtle_30kimg": ("subtle", {"kimg": 30.0})}
+            "subtle_30kimg": ("subtle", {"kimg": 30.0}),
+            "subtle_conditional": ("subtle", {"kimg": 20.0, "conditional": True}),
+            "subtle_conditional_60kimg": ("subtle", {"kimg": 60.0, "conditional": True}),
+            "subtle_conditional_fade": ("subtle", {"kimg": 20.0, "conditional": True, "fade_kimg": 10.0})}
 DEFAULT_VARIANTS = ("clear", "subtle")
 
 
@@ -60,7 +63,7 @@ def measure(name: str) -> dict:
     started = time.perf_counter()
     table = write_demo_data(folder / "data", size=128, seed=0, **SETTINGS[setting])
     base = TrainConfig(input=str(table), output=str(folder / "study"), progress=False, **training)
-    runs = plan_runs(plan_splits("kfold", 5), (0, 1))
+    runs = plan_runs(plan_splits("kfold", 5), conditional=training.get("conditional", False))
     sweep = run_sweep(base, folder / "study", runs, SweepOptions(cpus_per_run=1, refresh=600), log=print,
                       live=False)
     sweep_s = time.perf_counter() - started
