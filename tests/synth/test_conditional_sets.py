@@ -215,3 +215,23 @@ def test_the_sample_grid_shows_each_class_on_the_same_latents(run, tmp_path):
         assert images.shape == (20, 1, 32, 32) and torch.isfinite(images).all()
         rows = images.unflatten(0, (-1, 5))
         assert not torch.allclose(rows[0], rows[1]) and not torch.allclose(rows[0], rows[2])
+
+
+def test_a_conditional_run_keeps_a_memorisation_check_per_class(generator_file, run, tmp_path):
+    """Checking class 1 must not replace class 0's record: the report shows both."""
+    import shutil
+
+    from rxwgan.base.layout import memorisation_files
+    from rxwgan.report.collect import load_runs
+
+    study = tmp_path / "study"
+    copy = study / read_run(run).split.name / "conditional"
+    shutil.copytree(run, copy)
+    shutil.copytree(run.parent / "data", copy.parent / "data")  # its split.csv names ../data/...
+    for target in (0, 1):
+        generate(copy / TRAINED_GENERATOR, 6, tmp_path / f"set_{target}", target=target, progress=False,
+                 check_memorisation=True)
+    records = [json.loads((copy / memorisation_files(t)[0]).read_text()) for t in (0, 1)]
+    assert [record["target"] for record in records] == [0, 1]
+    [loaded] = load_runs(study)
+    assert "target 0:" in loaded.row["memorisation"] and "target 1:" in loaded.row["memorisation"]

@@ -113,3 +113,11 @@ EVALUATION_RECORD = "evaluation.json"  # the demo's evaluation of a set (as ``ev
 CARD_FILE = "CARD.md"
 MEMORISATION_RECORD = "memorisation.json"
 MEMORISATION_PAIRS = "memorisation_pairs.png"
+
+
+def memorisation_files(target: int | None = None) -> tuple[str, str]:
+    """(record, pairs picture) of a memorisation check: a set's or a per-class run's (``None``),
+    or one class's in a conditional run's folder, which keeps a check per class."""
+    if target is None:
+        return MEMORISATION_RECORD, MEMORISATION_PAIRS
+    return f"memorisation_target_{target}.json", f"memorisation_pairs_target_{target}.png"

@@ -21,6 +21,7 @@ from rxwgan.base.layout import (
     RUN_FILE_PATTERNS,
     SPLIT_FILE,
     TRAINED_GENERATOR,
+    memorisation_files,
 )
 from rxwgan.cli.common import add_split_flags, add_table_flags, refuse_existing
 from rxwgan.metrics.space_registry import SPACES, feature_choices, features_help, pretrained_names
@@ -139,7 +140,7 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
                           f"{run.target} only); drop --target")
     check_split_file(run.split_csv, run.config)  # a grouped run's rows, as its groups split them
     fake = args.fake or str(run.folder / TRAINED_GENERATOR)
-    pairs = Path(args.pairs) if args.pairs else run.folder / MEMORISATION_PAIRS
+    pairs = Path(args.pairs) if args.pairs else run.folder / memorisation_files(args.target)[1]
     if args.pairs:
         refuse_existing(pairs, args.overwrite)
     features = None if args.features == "auto" else args.features
@@ -147,7 +148,7 @@ def _memorisation(args: argparse.Namespace, out: Path | None) -> int:
                                 features=features, device=resolve_device(args.device),
                                 cache_dir=args.cache_dir, pairs=pairs, table=args.table)
     print(format_memorisation(record))
-    print(f"wrote {write_record(run.folder, record)}")
+    print(f"wrote {write_record(run.folder, record, in_run=True)}")
     if out is not None:
         atomic.write_json(out, {**record, "seed": args.seed, "versions": versions()})
         print(f"wrote {out}")
@@ -251,7 +252,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                              "--target names), and its val rows (--partition "
                              f"test: test rows) as the unseen reference, all from the run's {SPLIT_FILE}; "
                              "in the run's feature space (unless --features) and in pixels; records "
-                             f"RUN_FOLDER/{MEMORISATION_RECORD} and draws the closest pairs")
+                             f"RUN_FOLDER/{MEMORISATION_RECORD} (a conditional run: one per --target) "
+                             f"and draws the closest pairs")
     parser.add_argument("--pairs", metavar="FILE.png",
                         help="with --memorisation: the picture of the 16 synthetic images closest to a "
                              f"training image (default: RUN_FOLDER/{MEMORISATION_PAIRS})")

@@ -32,6 +32,7 @@ from rxwgan.base.layout import (
 )
 from rxwgan.metrics.space_per_study import FEATURE_KEYS, read_run_space
 from rxwgan.study.plan import RunPlan, load_study, run_status
+from rxwgan.train.config import TARGETS
 
 DEFAULT_SELECT = "val_kl_rf"
 BOTH = "both"  # the target of a conditional run: one generator learns both classes
@@ -75,7 +76,7 @@ def load_runs(study: Path) -> list[StudyRun]:
         if is_number(best.get("kid")):  # the run kept its lowest-KID generator: rank by that one
             row.update(kid=best["kid"], best_epoch=best.get("epoch"))
         row["eval_space"] = read_run_space(folder).get("id")
-        row.update(_memorisation(folder))
+        row.update(_memorisation(folder, plan.conditional))
         row["error"] = "; ".join(text for text in (damage, status.error) if text) or None
         loaded.append(StudyRun(plan, folder, row, history))
     return loaded
@@ -122,22 +123,28 @@ def _json_kind(value: Any) -> str:
     return _JSON_KINDS.get(type(value), "number")
 
 
-def _memorisation(folder: Path) -> dict[str, Any]:
-    """The run's memorisation record as columns, when it is of a generator still in the folder."""
+def _memorisation(folder: Path, conditional: bool) -> dict[str, Any]:
+    """The run's memorisation record as columns, when it is of a generator still in the folder;
+    a conditional run's records of each class, the worse share of near copies shown."""
     from rxwgan.models import file_sha256
     from rxwgan.synth.memorisation import recorded
 
-    record = recorded(folder)
-    sha = (record or {}).get("generator", {}) or {}
-    if record is None or not any((folder / name).is_file() and file_sha256(folder / name) == sha.get("sha256")
-                                 for name in (TRAINED_GENERATOR, BEST_GENERATOR)):
+    shas = {file_sha256(folder / name) for name in (TRAINED_GENERATOR, BEST_GENERATOR)
+            if (folder / name).is_file()}
+    records = [recorded(folder, sha, target) for sha in shas
+               for target in (TARGETS if conditional else (None,))]
+    records = [record for record in records if record is not None]
+    if not records:
         return {}
-    features, pixels = record["scores"]["features"], record["scores"]["pixels"]
+    worst = max(records, key=lambda record: record["scores"]["features"]["near_copies"])
+    features, pixels = worst["scores"]["features"], worst["scores"]["pixels"]
+    described = "; ".join((f"target {record['target']}: " if conditional else "")
+                          + f"{record['n_synthetic']} synthetic, {record['n_train']} train, "
+                          f"{record['n_unseen']} unseen; {record['space_id']}"
+                          + ("; FLAGGED" if record.get("flagged") else "") for record in records)
     return {"near_copies": features["near_copies"], "near_copies_unseen": features["near_copies_unseen"],
             "authenticity": features["authenticity"], "pixel_near_copies": pixels["near_copies"],
-            "memorisation": f"{record['n_synthetic']} synthetic, {record['n_train']} train, "
-                            f"{record['n_unseen']} unseen; {record['space_id']}"
-                            + ("; FLAGGED" if record.get("flagged") else "")}
+            "memorisation": described}
 
 
 def comparable_keys(runs: Sequence[StudyRun]) -> list[str]:

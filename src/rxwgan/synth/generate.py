@@ -162,7 +162,7 @@ def generate(generator: str | os.PathLike, n: int, output: str | os.PathLike, ta
             record = check_run(run, table.path, device=where, pairs=folder / MEMORISATION_PAIRS,
                                generator={"file": str(source), "sha256": sha, "weights": module.weights})
             write_record(folder, record)
-            write_record(run.folder, record)  # the run's latest check, for its report
+            write_record(run.folder, record, in_run=True)  # the run's latest check, for its report
         card = write_card(folder, {**settings, "n": n, "model": module.arch,
                                    "model_image_size": module.image_size}, source, record)
     return GenerateResult(table.path, n, n - kept, kept, settings["size"], sha, seconds, mixed, card,

@@ -37,7 +37,7 @@ import torch
 
 from rxwgan.base import atomic
 from rxwgan.base.errors import RxwganError
-from rxwgan.base.layout import MEMORISATION_RECORD
+from rxwgan.base.layout import memorisation_files
 from rxwgan.data.table import Table
 from rxwgan.metrics.metric_registry import MEMORISATION_SCORES
 from rxwgan.metrics.nearest_neighbours import (
@@ -336,18 +336,25 @@ def format_memorisation(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_record(folder: str | Path, record: dict[str, Any]) -> Path:
-    path = Path(folder) / MEMORISATION_RECORD
+def write_record(folder: str | Path, record: dict[str, Any], in_run: bool = False) -> Path:
+    """Write ``record`` in a set's folder, or (``in_run``) in its run's folder, where a
+    conditional run keeps one record per class."""
+    path = Path(folder) / memorisation_files(record_class(record) if in_run else None)[0]
     atomic.write_json(path, record)
     return path
+
+
+def record_class(record: dict[str, Any]) -> int | None:
+    """The class a record's run folder files it under: its target for a conditional run, else None."""
+    return int(record["target"]) if record.get("conditional") else None
 
 
 def recorded(folder: str | Path, sha256: str | None = None,
              target: int | None = None) -> dict[str, Any] | None:
     """The memorisation record in ``folder``; with ``sha256``, only if it is of that generator,
-    with ``target``, only if of that class (a conditional run's folder holds its latest check)."""
+    with ``target``, that class's record of a conditional run's folder."""
     try:
-        record = json.loads((Path(folder) / MEMORISATION_RECORD).read_text())
+        record = json.loads((Path(folder) / memorisation_files(target)[0]).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or "scores" not in record:
