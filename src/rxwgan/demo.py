@@ -1,9 +1,9 @@
 """The demo job behind ``make demo``: the whole pipeline on the shipped phantom X-rays.
 
 phantoms -> table -> cache -> folds -> one generator per class on fold 0 (both at once, one
-core each) -> a synthetic set per class -> its evaluation against the real phantoms -> the
-study report, in one folder, small enough for two CPU cores in a few minutes. Re-running
-continues or skips what is done.
+core each; or one conditional generator for both, ``--conditional``) -> a synthetic set per
+class -> its evaluation against the real phantoms -> the study report, in one folder,
+small enough for two CPU cores in a few minutes. Re-running continues or skips what is done.
 
 What imports torch is imported in the functions that use it: the command line reads
 ``DemoSettings`` (``rxwgan demo --help`` states its defaults) without importing torch.
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rxwgan.base.layout import (
+    CONDITIONAL_RUN,
     EVALUATION_RECORD,
     REPORT_FOLDER,
     SYNTHETIC_GRID,
@@ -31,7 +32,7 @@ from rxwgan.data.cache import ImageCache
 from rxwgan.data.phantoms import write_demo_data
 from rxwgan.data.splits import partition
 from rxwgan.data.table import read_table
-from rxwgan.train.config import TrainConfig
+from rxwgan.train.config import TARGETS, TrainConfig
 
 
 @dataclass
@@ -48,7 +49,8 @@ class DemoSettings:
     image_size: int = 128
     recipe: str = "cpu"
     model: str | None = None  # None: the recipe's
-    kimg: float = 30.0
+    conditional: bool = False  # one generator for both classes, shown as many images as the two
+    kimg: float = 30.0  # per class (a conditional run: twice this in all)
     augment: str = ""
     synthetic: int = 200  # images generated per class
     utility_repeats: int = 2  # classifier seeds per condition in the demo's utility table
@@ -91,17 +93,27 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
         log(f"      fold {fold}: train {len(parts.train)} (TB {train_counts[1]}), "
             f"val {len(parts.val)} (TB {val_counts[1]})")
 
-    configs = [TrainConfig(input=str(table_path), output=str(out / split.name / class_run(target)),
-                           target=target, kimg=settings.kimg, augment=settings.augment, save_for_each=10**6,
-                           disp_for_each=50, progress=False, **training)
-               for target in (0, 1)]
-    log(f"[4/7] training both generators on {split.name} at once ({settings.kimg:g} kimg each): "
-        f"{configs[0].output} and {configs[1].output}")
-    _train_side_by_side(configs, log)
+    common = dict(input=str(table_path), augment=settings.augment, save_for_each=10**6, disp_for_each=50,
+                  progress=False, **training)
+    if settings.conditional:
+        config = TrainConfig(output=str(out / split.name / CONDITIONAL_RUN), conditional=True,
+                             kimg=2 * settings.kimg, **common)
+        log(f"[4/7] training one conditional generator for both classes on {split.name} "
+            f"({2 * settings.kimg:g} kimg, as many images as two runs of {settings.kimg:g}): {config.output}")
+        _train_conditional(config, log)
+        by_target = {target: config for target in TARGETS}
+    else:
+        configs = [TrainConfig(output=str(out / split.name / class_run(target)), target=target,
+                               kimg=settings.kimg, **common) for target in TARGETS]
+        log(f"[4/7] training both generators on {split.name} at once ({settings.kimg:g} kimg each): "
+            f"{configs[0].output} and {configs[1].output}")
+        _train_side_by_side(configs, log)
+        by_target = {config.target: config for config in configs}
 
     from rxwgan.report.render import write_report
 
-    results = {config.target: _synthesise_and_score(out, config, settings, log) for config in configs}
+    results = {target: _synthesise_and_score(out, config, target, settings, log)
+               for target, config in by_target.items()}
     utility = _utility(out, settings, log)
     report = write_report(out, out / REPORT_FOLDER, log=log)
     log(f"[7/7] report: {report.html} (and {report.markdown.name})")
@@ -120,7 +132,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Log = p
 def _utility(out: Path, settings: DemoSettings, log: Log):
     """``rxwgan utility`` on the demo's fold, short: the classifier with and without synthetic data."""
     from rxwgan.utility.driver import run_utility
-    from rxwgan.utility.settings import ClassifierSettings, UtilitySettings
+    from rxwgan.utility.settings import CONDITIONAL, PER_CLASS, ClassifierSettings, UtilitySettings
     from rxwgan.utility.workers import UtilityOptions
 
     utility_settings = UtilitySettings(repeats=settings.utility_repeats, control=("swapped",),
@@ -128,7 +140,8 @@ def _utility(out: Path, settings: DemoSettings, log: Log):
     log(f"[6/7] a TB classifier on the fold's real rows, with and without the synthetic images "
         f"(rxwgan utility, {settings.utility_repeats} seeds)")
     return run_utility(out, utility_settings, UtilityOptions(local=True),
-                       log=lambda line: log(f"      {line}"))
+                       log=lambda line: log(f"      {line}"),
+                       runs=CONDITIONAL if settings.conditional else PER_CLASS)
 
 
 def _train_side_by_side(configs: list[TrainConfig], log: Log) -> None:
@@ -145,6 +158,16 @@ def _train_side_by_side(configs: list[TrainConfig], log: Log) -> None:
                 log(line)
 
 
+def _train_conditional(config: TrainConfig, log: Log) -> None:
+    """The one run, in this process on every core; its last epoch's line and the last line."""
+    from rxwgan.train.loop import train
+
+    lines: list[str] = []
+    train(config, log=lines.append)
+    for line in lines[-2:]:
+        log(f"      {line}")
+
+
 def _train_one(config: TrainConfig) -> list[str]:
     import torch
 
@@ -156,7 +179,7 @@ def _train_one(config: TrainConfig) -> list[str]:
     return [f"      target {config.target}: {line}" for line in lines[-2:]]  # the last epoch, and done
 
 
-def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings,
+def _synthesise_and_score(out: Path, config: TrainConfig, target: int, settings: DemoSettings,
                           log: Log) -> tuple[Path, float, int]:
     """Generate the class's synthetic set (with its memorisation check and CARD.md) and evaluate
     it: against the fold's validation rows (``evaluation.json``, as ``rxwgan evaluate`` writes),
@@ -174,7 +197,7 @@ def _synthesise_and_score(out: Path, config: TrainConfig, settings: DemoSettings
     from rxwgan.synth.generate import generate
     from rxwgan.synth.memorisation import summary_line
 
-    target, size = config.target, model_info(config.model).image_size
+    size = model_info(config.model).image_size
     folder = out / f"synthetic_target_{target}"
     result = generate(Path(config.output) / "generator_trained", settings.synthetic, folder, target=target,
                       progress=False, check_memorisation=True)

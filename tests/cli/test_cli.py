@@ -143,3 +143,19 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     assert (out / "report" / "report.html").is_file()
     assert main(flags) == 0  # re-run: nothing to redo
     assert "phantom data already in" in capsys.readouterr().out
+
+
+def test_demo_with_one_conditional_generator(tmp_path, capsys):
+    out = tmp_path / "demo"
+    flags = ["demo", "-o", str(out), "--model", "tiny", "--kimg", "0.1", "--synthetic", "30",
+             "--utility-repeats", "1", "--utility-epochs", "1", "--conditional"]
+    assert main(flags) == 0
+    printed = capsys.readouterr().out
+    assert "training one conditional generator for both classes" in printed
+    assert (out / "fold_0" / "conditional" / "generator_trained.safetensors").is_file()
+    assert not (out / "fold_0" / "target_0").exists()
+    for target in (0, 1):
+        card = (out / f"synthetic_target_{target}" / "CARD.md").read_text()
+        assert f"samples class {target}" in card
+    assert re.search(r"target 0: samples .*two-sample test accuracy [01]\.\d{3} on 30 real", printed)
+    assert "conditional runs" in (out / "utility" / "summary.md").read_text()

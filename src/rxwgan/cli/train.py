@@ -240,6 +240,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     setting = partial(add_setting, demo, DemoSettings)
     setting("recipe", "--recipe", choices=tuple(RECIPES), help="the training recipe")
     setting("model", "--model", help="architecture", unset="the recipe's")
+    setting("conditional", "--conditional", action=argparse.BooleanOptionalAction,
+            help="one conditional generator for both classes instead of one per class")
     setting("kimg", "--kimg", type=float, help="thousands of real images shown per class")
     setting("synthetic", "--synthetic", type=int, help="synthetic images generated per class")
     setting("utility_repeats", "--utility-repeats", type=int,
