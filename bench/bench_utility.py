@@ -37,12 +37,13 @@ UTILITY = UtilitySettings(repeats=3, control=("swapped", "duplicated"), classifi
 # The finding's measurement (issue *finding*): on the subtle phantoms, per-class generators at the
 # bench's 10 and the demo's 30 kimg per class, against one conditional generator per fold shown
 # the same total number of training images (both classes together).
-VARIANTS = {"clear": ("clear", {}),
-            "subtle": ("subtle", {}),
-            "subtle_30kimg": ("subtle", {"kimg": 30.0}),
-            "subtle_conditional": ("subtle", {"kimg": 20.0, "conditional": True}),
-            "subtle_conditional_60kimg": ("subtle", {"kimg": 60.0, "conditional": True}),
-            "subtle_conditional_fade": ("subtle", {"kimg": 20.0, "conditional": True, "fade_kimg": 10.0})}
+# Name: (phantom setting, training changes, folds); the longer runs on 3 folds to fit a session.
+VARIANTS = {"clear": ("clear", {}, 5),
+            "subtle": ("subtle", {}, 5),
+            "subtle_30kimg": ("subtle", {"kimg": 30.0}, 3),
+            "subtle_conditional": ("subtle", {"kimg": 20.0, "conditional": True}, 5),
+            "subtle_conditional_60kimg": ("subtle", {"kimg": 60.0, "conditional": True}, 3),
+            "subtle_conditional_fade": ("subtle", {"kimg": 20.0, "conditional": True, "fade_kimg": 10.0}, 5)}
 DEFAULT_VARIANTS = ("clear", "subtle")
 
 
@@ -53,17 +54,18 @@ def run() -> dict:
 
 def measure(name: str) -> dict:
     folder = WORK / name
-    setting, changes = VARIANTS[name]
+    setting, changes, folds = VARIANTS[name]
     training = {**TRAINING, **changes}
     parameters = {"data": SETTINGS[setting], "training": {**training, "betas": list(training["betas"])},
-                  "utility": UTILITY.to_dict(), "folds": 5}
+                  "utility": UTILITY.to_dict(), "folds": folds}
     saved = folder / "figures.json"
     if saved.is_file() and json.loads(saved.read_text())["parameters"] == parameters:
         return json.loads(saved.read_text())
     started = time.perf_counter()
     table = write_demo_data(folder / "data", size=128, seed=0, **SETTINGS[setting])
     base = TrainConfig(input=str(table), output=str(folder / "study"), progress=False, **training)
-    runs = plan_runs(plan_splits("kfold", 5), conditional=training.get("conditional", False))
+    runs = plan_runs(plan_splits("kfold", 5, folds=range(folds)),
+                     conditional=training.get("conditional", False))
     sweep = run_sweep(base, folder / "study", runs, SweepOptions(cpus_per_run=1, refresh=600), log=print,
                       live=False)
     sweep_s = time.perf_counter() - started
