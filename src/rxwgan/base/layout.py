@@ -94,8 +94,9 @@ REPORT_BEST = "best.csv"
 REPORT_UTILITY_ROC = "utility_roc.png"
 
 
-def report_figure(kind: str, target: int) -> str:
-    """A class's figure in the report: ``curves``, ``divergences``, ``metrics`` or ``samples``."""
+def report_figure(kind: str, target: int | str) -> str:
+    """A class's figure in the report: ``curves``, ``divergences``, ``metrics`` or ``samples``
+    (``target``: a class, or CONDITIONAL_RUN for the conditional runs' section)."""
     return f"{kind}_target_{target}.png"
 
 
