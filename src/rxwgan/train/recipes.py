@@ -34,7 +34,6 @@ RECIPE_FIELDS = ("model", "batch_size", "n_critic", "lr", "betas", "dropout")
 
 @dataclass(frozen=True)
 class Recipe:
-    summary: str
     model: str
     batch_size: int
     n_critic: int
@@ -46,14 +45,12 @@ class Recipe:
         return {name: getattr(self, name) for name in RECIPE_FIELDS}
 
 
-
 RECIPES = {
-    "cpu": Recipe("learns in minutes on a CPU (the demo's)", "small", 32, 1, 5e-4, (0.0, 0.9), 0.0),
-    "gpu": Recipe("the ResNet at 128 px with its paper's settings, for a GPU", "resnet128", 64, 5, 2e-4,
-                  (0.0, 0.9), None),
-    # TrainConfig's own defaults are the old tool's: this recipe names them.
-    "keras": Recipe("the old tool's run_wgangp.py", KERAS_MODEL,
-                    *(TrainConfig.default(name) for name in ("batch_size", "n_critic", "lr", "betas")), None),
+    "cpu": Recipe("small", 32, 1, 5e-4, (0.0, 0.9), 0.0),  # learns in minutes on a CPU (the demo's)
+    "gpu": Recipe("resnet128", 64, 5, 2e-4, (0.0, 0.9), None),  # the ResNet paper's settings
+    # The old tool's run_wgangp.py: TrainConfig's own defaults, named.
+    "keras": Recipe(KERAS_MODEL, *(TrainConfig.default(name) for name in ("batch_size", "n_critic", "lr",
+                                                                         "betas")), None),
 }
 
 
